@@ -1,0 +1,80 @@
+"""Every exception supportbot raises on purpose.
+
+    SupportbotError                 base: a message a person can act on
+    ├── ConfigError                 a bad setting; carries ``variable``
+    ├── CatalogError                a bad asset entry (catalog, pricing, routing); carries ``entry``
+    ├── AttachmentError             an upload we will not send; carries ``filename``
+    │   ├── ImageRejected           not a usable image (corrupt, bomb, too large, wrong kind)
+    │   └── LogRejected             not a usable log (binary, undecodable, over a cap)
+    ├── ToolError                   a tool could not do its job; becomes an error result for the model
+    ├── ApiError                    the model service failed; carries ``kind`` and ``status``
+    └── StepLimitExceeded           the agent used every tool step without a final answer
+
+Constructors only store data and format the message: no logging, no I/O.
+"""
+
+from __future__ import annotations
+
+
+class SupportbotError(Exception):
+    """Base of every deliberate supportbot error."""
+
+
+class ConfigError(SupportbotError):
+    """A setting has a bad value; ``variable`` names it (e.g. ``SUPPORTBOT_ENGINE``)."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {message}")
+
+
+class CatalogError(SupportbotError):
+    """An entry in an editable asset file is invalid; ``entry`` names it."""
+
+    def __init__(self, entry: str, message: str) -> None:
+        self.entry = entry
+        super().__init__(f"{entry}: {message}")
+
+
+class AttachmentError(SupportbotError):
+    """An attachment was rejected; the message says why and what to do."""
+
+    def __init__(self, filename: str, message: str) -> None:
+        self.filename = filename
+        super().__init__(f"{filename}: {message}")
+
+
+class ImageRejected(AttachmentError):
+    """An image could not be used (corrupt, not an image, too large, a decompression bomb)."""
+
+
+class LogRejected(AttachmentError):
+    """A log could not be used (binary, undecodable, over the size cap)."""
+
+
+class ToolError(SupportbotError):
+    """A tool failed in a way the model should hear about (e.g. order not found)."""
+
+
+class ApiError(SupportbotError):
+    """The model service failed.
+
+    ``kind`` is one of: auth, forbidden, not_found, context_length, bad_request,
+    rate_limit, server, timeout, connection, empty_stream, protocol.
+    """
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        super().__init__(message)
+
+
+class StepLimitExceeded(SupportbotError):
+    """The agent reached ``max_steps`` tool rounds without a final answer."""
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+        super().__init__(
+            f"Stopped after {max_steps} tool rounds without a final answer. "
+            "Rephrase the request, or raise SUPPORTBOT_MAX_TOOL_STEPS."
+        )
