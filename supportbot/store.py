@@ -1,0 +1,488 @@
+"""SQLite store: customers, orders, knowledge base, refunds and escalations.
+
+One connection in WAL mode, shared by asyncio handlers and worker threads behind a
+re-entrant lock. The demo data under ``assets/demo`` is validated and seeded on
+first use; dates in it are day offsets from the seeding day so the demo stays fresh.
+Other modules may keep their own tables in the same file via ``execute`` and
+``transaction``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from supportbot.errors import CatalogError
+
+DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ORDER_STATUSES = ("processing", "shipped", "delivered", "delayed", "cancelled", "refunded")
+KB_CATEGORIES = (
+    "shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting",
+)
+# Dropped from KB queries: they match every article and only dilute bm25 ranking.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from get got have how i if in is it its me my "
+    "no not of on or our so that the their there this to was we what when where which who why "
+    "will with would you your".split()
+)
+_MAX_QUERY_TERMS = 24
+_M = TypeVar("_M", bound=BaseModel)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    tier TEXT NOT NULL, language TEXT NOT NULL, created_on TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id), status TEXT NOT NULL,
+    status_detail TEXT, ordered_on TEXT NOT NULL, shipped_on TEXT, eta TEXT, delivered_on TEXT,
+    cancelled_on TEXT, refunded_on TEXT, carrier TEXT, tracking_number TEXT,
+    items TEXT NOT NULL, total REAL NOT NULL, currency TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, ordered_on);
+CREATE TABLE IF NOT EXISTS kb_articles (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, category TEXT NOT NULL, body TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
+    id UNINDEXED, title, category, body, tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS refunds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL REFERENCES orders(id),
+    reason TEXT NOT NULL, outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'denied')),
+    amount REAL NOT NULL, currency TEXT NOT NULL, explanation TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS escalations (
+    ticket_id TEXT PRIMARY KEY, reason TEXT NOT NULL, priority TEXT NOT NULL, summary TEXT NOT NULL,
+    conversation_id TEXT, status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL);
+"""
+
+
+# --- demo data models: the files are user-editable, so every entry is checked --------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerEntry(_Strict):
+    id: str = Field(pattern=r"^C\d{4,}$")
+    name: str = Field(min_length=1)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    tier: Literal["standard", "plus", "premium"]
+    language: str = Field(pattern=r"^[a-z]{2}$")
+    created_days_ago: int = Field(ge=0)
+
+
+class ItemEntry(_Strict):
+    sku: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    qty: int = Field(ge=1)
+    unit_price: float = Field(ge=0)
+
+
+class OrderEntry(_Strict):
+    id: str = Field(pattern=r"^\d{4,10}$")
+    customer_id: str
+    status: Literal["processing", "shipped", "delivered", "delayed", "cancelled", "refunded"]
+    status_detail: str | None = None
+    ordered_days_ago: int = Field(ge=0)
+    shipped_days_ago: int | None = Field(default=None, ge=0)
+    eta_days: int | None = Field(default=None, description="days from seeding; negative = past")
+    delivered_days_ago: int | None = Field(default=None, ge=0)
+    cancelled_days_ago: int | None = Field(default=None, ge=0)
+    refunded_days_ago: int | None = Field(default=None, ge=0)
+    carrier: str | None = None
+    tracking_number: str | None = None
+    items: list[ItemEntry] = Field(min_length=1)
+    total: float = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderEntry:
+        needs = {
+            "shipped": ("shipped_days_ago", "eta_days", "carrier", "tracking_number"),
+            "delayed": ("shipped_days_ago", "eta_days"),
+            "delivered": ("shipped_days_ago", "delivered_days_ago"),
+            "cancelled": ("cancelled_days_ago",),
+            "refunded": ("refunded_days_ago",),
+        }.get(self.status, ())
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.status} order needs {', '.join(missing)}")
+        # Every event happens on or after the order day (offsets count backwards).
+        for name in ("shipped_days_ago", "delivered_days_ago", "cancelled_days_ago", "refunded_days_ago"):
+            value = getattr(self, name)
+            if value is not None and value > self.ordered_days_ago:
+                raise ValueError(f"{name} ({value}) is before the order date (ordered_days_ago {self.ordered_days_ago})")
+        if self.eta_days is not None and self.eta_days < -self.ordered_days_ago:
+            raise ValueError(f"eta_days ({self.eta_days}) is before the order date")
+        expected = round(sum(i.qty * i.unit_price for i in self.items), 2)
+        if abs(expected - self.total) > 0.005:
+            raise ValueError(f"total {self.total} does not match the items ({expected})")
+        return self
+
+
+class KbEntry(_Strict):
+    id: str = Field(pattern=r"^KB-\d{3,}$")
+    title: str = Field(min_length=3)
+    category: Literal[
+        "shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting"
+    ]
+    body: str = Field(min_length=40)
+
+
+class Policy(_Strict):
+    """Refund and returns policy from ``policy.json``; ``notes`` documents each decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    refund_window_days: int = Field(ge=0, le=365)
+    return_window_days: int = Field(ge=0, le=365)
+    lost_parcel_days_after_eta: int = Field(ge=1, le=90)
+    refund_processing: str
+    warranty_months: int = Field(ge=0)
+    notes: dict[str, str] = Field(default_factory=dict)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(path.name, f"file not found at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise CatalogError(path.name, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+
+
+def _validate_list(path: Path, model: type[_M], label: str) -> list[_M]:
+    raw = _read_json(path)
+    if not isinstance(raw, list):
+        raise CatalogError(path.name, "expected a JSON list of entries")
+    out: list[_M] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw):
+        name = f"{path.name}[{i}]"
+        if isinstance(entry, dict) and "id" in entry:
+            name += f" ({label} {entry['id']})"
+        try:
+            item = model.model_validate(entry)
+        except ValidationError as exc:
+            raise CatalogError(name, _describe(exc)) from None
+        if item.id in seen:  # type: ignore[attr-defined]
+            raise CatalogError(name, "duplicate id")
+        seen.add(item.id)  # type: ignore[attr-defined]
+        out.append(item)
+    return out
+
+
+def _read_kb(kb_dir: Path) -> list[KbEntry]:
+    """Parse ``kb/*.md``: a ``---`` header of ``key: value`` lines, then the body."""
+    files = sorted(kb_dir.glob("*.md"))
+    if not files:
+        raise CatalogError(f"{kb_dir.name}/", f"no knowledge-base articles (*.md) in {kb_dir}")
+    articles: list[KbEntry] = []
+    seen: set[str] = set()
+    for path in files:
+        name = f"kb/{path.name}"
+        text = path.read_text(encoding="utf-8")
+        match = re.match(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", text, re.S)
+        if not match:
+            raise CatalogError(name, "must start with a '---' header (id, title, category) closed by '---'")
+        fields: dict[str, str] = {}
+        for line in match.group(1).splitlines():
+            key, sep, value = line.partition(":")
+            if not sep:
+                raise CatalogError(name, f"header line {line!r} is not 'key: value'")
+            fields[key.strip()] = value.strip()
+        try:
+            article = KbEntry.model_validate({**fields, "body": match.group(2).strip()})
+        except ValidationError as exc:
+            raise CatalogError(name, _describe(exc)) from None
+        if article.id in seen:
+            raise CatalogError(name, f"duplicate article id {article.id}")
+        seen.add(article.id)
+        articles.append(article)
+    return articles
+
+
+def load_policy(demo_dir: Path) -> Policy:
+    """Read and validate ``policy.json``."""
+    try:
+        return Policy.model_validate(_read_json(demo_dir / "policy.json"))
+    except ValidationError as exc:
+        raise CatalogError("policy.json", _describe(exc)) from None
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into a safe FTS5 query: quoted word tokens joined by OR ('' if none)."""
+    tokens = re.findall(r"\w+", text.lower())
+    useful = [t for t in tokens if t not in _STOPWORDS] or tokens
+    unique = list(dict.fromkeys(useful))[:_MAX_QUERY_TERMS]
+    # \w+ tokens hold no double quotes, so quoting makes each a literal term.
+    return " OR ".join(f'"{t}"' for t in unique)
+
+
+def normalize_order_id(order_id: str) -> str:
+    """'#48291', ' 48291 ', 'order #48291' -> '48291'."""
+    text = order_id.strip()
+    text = re.sub(r"(?i)^order\s*", "", text)
+    return text.lstrip("#").strip()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """Orders, customers, knowledge base, refunds and escalations in one SQLite file."""
+
+    def __init__(self, path: Path, *, assets_dir: Path | None = None, today: date | None = None) -> None:
+        self.path = Path(path)
+        self._demo_dir = (assets_dir or DEFAULT_ASSETS) / "demo"
+        self._today = today
+        self._lock = threading.RLock()
+        self._depth = 0  # transaction nesting; only touched while holding the lock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            self._conn.executescript(_SCHEMA)
+            self.policy = load_policy(self._demo_dir)
+            self._seed_if_empty()
+        except BaseException:
+            self._conn.close()  # a bad asset must not leak an open handle on the file
+            raise
+
+    @property
+    def today(self) -> date:
+        """The pinned day (tests) or the real current day."""
+        return self._today or date.today()
+
+    # --- shared helpers for other modules -------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for BEGIN IMMEDIATE … COMMIT; roll back on error. Nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        """Run one parameterised statement under the lock; return its rows as dicts."""
+        with self._lock:
+            return [dict(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- seeding ---------------------------------------------------------------------------
+
+    def _seed_if_empty(self) -> None:
+        with self.transaction() as conn:
+            # Checked inside the write transaction so two processes cannot both seed.
+            if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded_on'").fetchone():
+                return
+            customers = _validate_list(self._demo_dir / "customers.json", CustomerEntry, "customer")
+            orders = _validate_list(self._demo_dir / "orders.json", OrderEntry, "order")
+            articles = _read_kb(self._demo_dir / "kb")
+            known = {c.id for c in customers}
+            for i, order in enumerate(orders):
+                if order.customer_id not in known:
+                    raise CatalogError(f"orders.json[{i}] (order {order.id})", f"customer_id: unknown customer {order.customer_id}")
+            today = self.today
+
+            def ago(days: int | None) -> str | None:
+                return None if days is None else (today - timedelta(days=days)).isoformat()
+
+            conn.executemany(
+                "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.id, c.name, c.email, c.tier, c.language, ago(c.created_days_ago)) for c in customers],
+            )
+            conn.executemany(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        o.id, o.customer_id, o.status, o.status_detail, ago(o.ordered_days_ago),
+                        ago(o.shipped_days_ago), None if o.eta_days is None else ago(-o.eta_days),
+                        ago(o.delivered_days_ago), ago(o.cancelled_days_ago), ago(o.refunded_days_ago),
+                        o.carrier, o.tracking_number, json.dumps([i.model_dump() for i in o.items]),
+                        o.total, o.currency,
+                    )
+                    for o in orders
+                ],
+            )
+            rows = [(a.id, a.title, a.category, a.body) for a in articles]
+            conn.executemany("INSERT INTO kb_articles VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO kb_fts (id, title, category, body) VALUES (?, ?, ?, ?)", rows)
+            conn.execute("INSERT INTO meta VALUES ('seeded_on', ?)", (today.isoformat(),))
+
+    # --- customers and orders ----------------------------------------------------------------
+
+    @staticmethod
+    def _order(row: Mapping[str, Any]) -> dict[str, Any]:
+        order = dict(row)
+        order["items"] = json.loads(order["items"])
+        return order
+
+    def get_order(self, order_id: str) -> dict[str, Any] | None:
+        """The order with this id ('#48291' and '48291' both work), or None."""
+        rows = self.execute("SELECT * FROM orders WHERE id = ?", (normalize_order_id(order_id),))
+        return self._order(rows[0]) if rows else None
+
+    def get_customer(self, *, email: str | None = None, customer_id: str | None = None) -> dict[str, Any] | None:
+        """A customer by email (case-insensitive) or id; both given must match the same customer."""
+        if email is None and customer_id is None:
+            raise ValueError("get_customer needs email or customer_id")
+        clauses, params = [], []
+        if email is not None:
+            clauses.append("email = ? COLLATE NOCASE")
+            params.append(email.strip())
+        if customer_id is not None:
+            clauses.append("id = ?")
+            params.append(customer_id.strip().upper())
+        rows = self.execute(f"SELECT * FROM customers WHERE {' AND '.join(clauses)}", params)
+        return rows[0] if rows else None
+
+    def orders_for_customer(self, customer_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The customer's orders, newest first."""
+        rows = self.execute(
+            "SELECT * FROM orders WHERE customer_id = ? ORDER BY ordered_on DESC, id DESC LIMIT ?",
+            (customer_id.strip().upper(), limit),
+        )
+        return [self._order(r) for r in rows]
+
+    # --- knowledge base ------------------------------------------------------------------------
+
+    def search_kb(self, query: str, top_k: int = 3) -> list[dict[str, Any]]:
+        """Best-matching articles by bm25: ``{id, title, category, snippet, score}``, higher score first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        # bm25 weights per column (id, title, category, body): a title hit counts most.
+        rows = self.execute(
+            "SELECT id, title, category, snippet(kb_fts, 3, '**', '**', '…', 24) AS snippet, "
+            "bm25(kb_fts, 0.0, 4.0, 2.0, 1.0) AS rank FROM kb_fts WHERE kb_fts MATCH ? "
+            "ORDER BY rank LIMIT ?",
+            (match, max(1, min(top_k, 50))),  # LIMIT -1 would mean "no limit" in SQLite
+        )
+        for row in rows:
+            row["score"] = round(-row.pop("rank"), 3)  # bm25 is lower-is-better; flip it
+        return rows
+
+    def get_article(self, article_id: str) -> dict[str, Any] | None:
+        """A full knowledge-base article, or None."""
+        rows = self.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id.strip().upper(),))
+        return rows[0] if rows else None
+
+    # --- refunds -------------------------------------------------------------------------------
+
+    def record_refund(
+        self, order_id: str, *, reason: str, outcome: Literal["approved", "denied"], amount: float, explanation: str
+    ) -> dict[str, Any]:
+        """Store a refund decision; an approved one also marks the order refunded."""
+        if outcome not in ("approved", "denied"):
+            raise ValueError(f"outcome must be 'approved' or 'denied', not {outcome!r}")
+        oid = normalize_order_id(order_id)
+        with self.transaction() as conn:
+            order = conn.execute("SELECT currency FROM orders WHERE id = ?", (oid,)).fetchone()
+            if order is None:
+                raise KeyError(f"no order {oid}")
+            created = _now()
+            cur = conn.execute(
+                "INSERT INTO refunds (order_id, reason, outcome, amount, currency, explanation, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (oid, reason, outcome, amount, order["currency"], explanation, created),
+            )
+            if outcome == "approved":
+                conn.execute(
+                    "UPDATE orders SET status = 'refunded', refunded_on = ? WHERE id = ?",
+                    (self.today.isoformat(), oid),
+                )
+            refund_id = cur.lastrowid
+        return {
+            "refund_id": refund_id, "order_id": oid, "reason": reason, "outcome": outcome, "amount": amount,
+            "currency": order["currency"], "explanation": explanation, "created_at": created,
+        }
+
+    def refunds_for_order(self, order_id: str) -> list[dict[str, Any]]:
+        """Every refund decision recorded for an order, oldest first."""
+        return self.execute(
+            "SELECT id AS refund_id, order_id, reason, outcome, amount, currency, explanation, created_at "
+            "FROM refunds WHERE order_id = ? ORDER BY id",
+            (normalize_order_id(order_id),),
+        )
+
+    # --- escalations ---------------------------------------------------------------------------
+
+    def create_escalation(
+        self, reason: str, priority: str, summary: str, conversation_id: str | None = None
+    ) -> dict[str, Any]:
+        """Open a hand-off ticket; returns its id and place in the queue of open tickets."""
+        with self.transaction() as conn:
+            ahead = conn.execute("SELECT COUNT(*) FROM escalations WHERE status = 'open'").fetchone()[0]
+            created = _now()
+            while True:  # 16M ids; a collision is rare but must not become an error
+                ticket_id = f"ESC-{secrets.token_hex(3).upper()}"
+                try:
+                    conn.execute(
+                        "INSERT INTO escalations (ticket_id, reason, priority, summary, conversation_id, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (ticket_id, reason, priority, summary, conversation_id, created),
+                    )
+                    break
+                except sqlite3.IntegrityError:
+                    continue
+        return {"ticket_id": ticket_id, "queue_position": ahead + 1, "priority": priority, "created_at": created}
+
+    def list_escalations(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Escalations oldest first, optionally only those with ``status`` ('open' or 'closed')."""
+        if status is None:
+            return self.execute("SELECT * FROM escalations ORDER BY created_at, rowid")
+        return self.execute("SELECT * FROM escalations WHERE status = ? ORDER BY created_at, rowid", (status,))
+
+    def close_escalation(self, ticket_id: str) -> bool:
+        """Mark an escalation closed; False when no open ticket has that id."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE escalations SET status = 'closed' WHERE ticket_id = ? AND status = 'open'", (ticket_id,)
+            )
+            return cur.rowcount == 1
