@@ -1,0 +1,40 @@
+"""One user's conversation: everything a turn adds, kept per session (never global)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def new_conversation_id() -> str:
+    """An unguessable id, safe in a URL (``?c=<id>``)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass
+class Session:
+    """A conversation's state. ``history`` is what the model sees (OpenAI messages,
+    no system prompt); ``messages`` is the readable transcript for people and /session."""
+
+    conversation_id: str = field(default_factory=new_conversation_id)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    ticket: dict[str, Any] = field(default_factory=dict)
+    ticket_fields: dict[str, Any] = field(default_factory=dict)  # set by the update_ticket tool
+    turn: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The /session payload; field names are a public promise."""
+        return {
+            "conversation_id": self.conversation_id,
+            "messages": self.messages,
+            "tool_calls": self.tool_calls,
+            "routes": self.routes,
+            "usage": self.usage,
+            "ticket": self.ticket,
+            "turns": self.turn,
+        }

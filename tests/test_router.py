@@ -1,0 +1,137 @@
+"""Every routing rule, the manual override, token estimates and language detection (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from supportbot import tokens
+from supportbot.catalog import load_catalog
+from supportbot.language import detect_language
+from supportbot.router import TurnFacts, count_actions, load_policy, route
+
+CATALOG = load_catalog()
+POLICY = load_policy(catalog=CATALOG)
+
+
+def decide(facts: TurnFacts, selected: str | None = None):
+    return route(facts, CATALOG, POLICY, selected)
+
+
+def test_a_routine_question_goes_to_triage():
+    d = decide(TurnFacts("Where is my order #48291?"))
+    assert (d.model, d.category, d.rule) == ("llama-3.3-70b", "triage", "triage")
+    assert "Llama 3.3 70B" in d.reason
+
+
+def test_an_image_goes_to_kimi_vl_with_gemma_as_fallback():
+    d = decide(TurnFacts("what does this error mean", images=1))
+    assert (d.model, d.category) == ("kimi-vl-a3b", "vision")
+    assert d.fallbacks[0] == "gemma-3-27b"
+    assert "screenshot" in d.reason.lower()
+
+
+def test_an_image_never_goes_to_a_text_only_model_even_when_chosen():
+    d = decide(TurnFacts("look", images=2), selected="llama-3.3-70b")
+    assert CATALOG.get(d.model).capabilities.vision
+    assert d.switched_from == "llama-3.3-70b"
+    assert "cannot read images" in d.reason
+
+
+def test_a_capable_manual_choice_wins():
+    d = decide(TurnFacts("look", images=1), selected="gemma-3-27b")
+    assert (d.model, d.rule) == ("gemma-3-27b", "manual")
+    assert decide(TurnFacts("hello"), selected="deepseek-v3.2").model == "deepseek-v3.2"
+
+
+@pytest.mark.parametrize(
+    ("log_tokens", "model", "rule"),
+    [
+        (100_000, "deepseek-r1-0528", "reasoning"),  # fits triage: a log is troubleshooting
+        (150_000, "kimi-k2.6", "long_context"),  # over Llama's 131K: the smallest long-context model
+        (300_000, "deepseek-v4-flash", "long_context"),  # over Kimi's 262K
+        (880_000, "deepseek-v4-flash", "long_context"),
+        (3_000_000, "deepseek-v4-flash", "long_context_reduced"),  # beyond every window
+    ],
+)
+def test_logs_route_by_size(log_tokens: int, model: str, rule: str):
+    d = decide(TurnFacts("here is the log", log_tokens=log_tokens))
+    assert (d.model, d.rule) == (model, rule)
+    assert d.est_tokens <= d.context_window or d.reduce_logs_to is not None
+
+
+def test_windows_are_checked_just_below_at_and_above_the_triage_limit():
+    window = CATALOG.get("llama-3.3-70b").context_window
+    guess = int(window / (1 + POLICY.safety_margin)) - TurnFacts("log").prompt_tokens()
+    # The largest log that still fits (with the margin), then one token more.
+    fits = max(n for n in range(guess - 50, guess + 50) if tokens.with_margin(TurnFacts("log", log_tokens=n).prompt_tokens(), POLICY.safety_margin) <= window)
+    assert decide(TurnFacts("log", log_tokens=fits)).model != "kimi-k2.6"
+    assert decide(TurnFacts("log", log_tokens=fits + 1)).model == "kimi-k2.6"
+
+
+def test_a_log_beyond_every_window_is_reduced_to_fit_and_the_reason_says_so():
+    d = decide(TurnFacts("log", log_tokens=3_000_000))
+    assert d.reduce_logs_to is not None and d.reduce_logs_to < 1_000_000
+    rest = tokens.with_margin(TurnFacts("log").prompt_tokens())
+    assert tokens.with_margin(d.reduce_logs_to + rest) <= d.context_window * 1.11
+    assert "reduced" in d.reason
+
+
+def test_a_manual_choice_too_small_for_a_log_switches_with_the_reason():
+    d = decide(TurnFacts("log", log_tokens=300_000), selected="qwen-3-32b")
+    assert d.model == "deepseek-v4-flash" and d.switched_from == "qwen-3-32b"
+    assert "exceeds Qwen 3 32B" in d.reason
+
+
+def test_history_beyond_every_window_compacts():
+    d = decide(TurnFacts("and now?", history_tokens=2_000_000, reducible_log=False))
+    assert d.rule == "compact" and "compacted" in d.reason
+
+
+def test_spanish_goes_to_qwen():
+    d = decide(TurnFacts("Hola, ¿dónde está mi pedido #48291? Debía llegar ayer."))
+    assert (d.model, d.category) == ("qwen-3-32b", "multilingual")
+    assert "Spanish" in d.reason
+
+
+def test_a_short_reply_keeps_the_conversations_language():
+    d = decide(TurnFacts("sí, gracias", history=["Hola, ¿dónde está mi pedido? Todavía no ha llegado."]))
+    assert d.model == "qwen-3-32b"
+
+
+def test_troubleshooting_goes_to_a_reasoning_model():
+    d = decide(TurnFacts("The app crashes with an exception every time I open settings"))
+    assert (d.model, d.category) == ("deepseek-r1-0528", "reasoning")
+
+
+def test_several_actions_go_to_an_agentic_model():
+    text = "Check orders #48291 and #48292 and refund the second one"
+    assert count_actions(text, POLICY) >= 2
+    d = decide(TurnFacts(text))
+    assert (d.model, d.category) == ("glm-5", "agentic")
+    assert count_actions("Where is my order #48291?", POLICY) == 1
+
+
+def test_fallbacks_never_repeat_the_chosen_model():
+    for facts in (TurnFacts("hi"), TurnFacts("x", images=1), TurnFacts("log", log_tokens=200_000)):
+        d = decide(facts)
+        assert d.model not in d.fallbacks
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [("Where is my order? It was supposed to arrive yesterday.", "en"), ("¿Dónde está mi pedido? Debía llegar ayer.", "es"),
+     ("Bonjour, où est ma commande ? Elle devait arriver hier.", "fr"), ("Wo ist meine Bestellung? Sie sollte gestern ankommen.", "de"),
+     ("ok", "en"), ("#48291", "en"), ("注文はどこですか", "ja")],
+)
+def test_language_detection(text: str, lang: str):
+    assert detect_language(text) == lang
+
+
+def test_token_estimates_are_calibrated_by_kind():
+    prose = "The quick brown fox jumps over the lazy dog while the customer waits for a reply. " * 50
+    log = "2026-11-27T10:00:01.123Z ERROR [worker-3] req-7f3a91c2 db timeout after 30000ms\n" * 50
+    assert tokens.classify(prose) == "prose" and tokens.classify(log) == "log"
+    assert abs(tokens.estimate_tokens(prose) - len(prose) / 4) < 2
+    assert abs(tokens.estimate_tokens(log) - len(log) / 2) < 2
+    image_msg = {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:"}}]}
+    assert tokens.estimate_message(image_msg) >= tokens.IMAGE_TOKENS
