@@ -1,0 +1,355 @@
+"""Conversation persistence: every turn is written to SQLite as it happens.
+
+The caller saves after each event worth keeping (user message, tool call, answer),
+so a crash or a reload loses nothing already shown. We keep our own connection to
+the store's database file and touch only our two tables, ``conversations`` and
+``ticket_versions``. Screenshots are not stored: their data URLs in the model
+history become a short text placeholder; the transcript keeps their metadata.
+
+Exports carry a format marker and never a setting or an API key; the conversation
+id (an unguessable capability, see ``session.new_conversation_id``) is not exported
+either, so a shared file cannot open the original conversation; imports get a new id.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from supportbot.errors import CatalogError, SupportbotError
+from supportbot.session import Session, new_conversation_id
+
+FORMAT = "supportbot.conversation/1"
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+# Keys dropped from anything we export, wherever they appear: a route or a tool
+# result must never carry a credential out of the app.
+SECRET_KEYS = frozenset({"api_key", "apikey", "oxlo_api_key", "openai_api_key", "authorization", "secret", "password",
+                         "settings"})
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
+    "updated_at REAL NOT NULL, turns INTEGER NOT NULL, snapshot TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at)",
+    "CREATE TABLE IF NOT EXISTS ticket_versions (conversation_id TEXT NOT NULL, version INTEGER NOT NULL, "
+    "created_at REAL NOT NULL, ticket TEXT NOT NULL, PRIMARY KEY (conversation_id, version))",
+)
+
+
+class Snapshot(BaseModel):
+    """What an import must contain; mirrors :class:`Session` without its id."""
+
+    model_config = ConfigDict(extra="ignore")  # newer exports may add fields; they are dropped, not fatal
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    routes: list[dict[str, Any]] = Field(default_factory=list)
+    usage: list[dict[str, Any]] = Field(default_factory=list)
+    ticket: dict[str, Any] = Field(default_factory=dict)
+    ticket_fields: dict[str, Any] = Field(default_factory=dict)
+    turn: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def _image_size(url: str) -> str:
+    try:
+        from PIL import Image
+
+        raw = base64.b64decode(url.split(",", 1)[1][:400_000] + "==", validate=False)
+        with Image.open(io.BytesIO(raw)) as img:  # reads the header only
+            return f"{img.width}x{img.height}"
+    except Exception:  # noqa: BLE001 - a size we cannot read is shown as unknown, never fatal
+        return "?x?"
+
+
+def _image_attachments(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for m in messages:
+        for att in m.get("attachments") or ():
+            if isinstance(att, dict) and (att.get("kind") or att.get("type")) == "image":
+                found.append(att)
+    return found
+
+
+def _strip_images(history: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    metas = iter(_image_attachments(messages))  # images appear in the same order in both lists
+    out = []
+    for msg in history:
+        content = msg.get("content")
+        if not isinstance(content, list):
+            out.append(msg)
+            continue
+        parts = []
+        for part in content:
+            url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+            if url.startswith("data:") and part.get("type") == "image_url":
+                meta = next(metas, {})
+                name = part.get("name") or meta.get("filename") or meta.get("name") or "image"
+                size = f"{meta['width']}x{meta['height']}" if meta.get("width") and meta.get("height") else _image_size(url)
+                parts.append({"type": "text", "text": f"[image: {name} {size}, not stored]"})
+            else:
+                parts.append(part)
+        out.append(msg | {"content": parts})
+    return out
+
+
+def _drop_big_data_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_big_data_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_drop_big_data_urls(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 256:
+        return "[data URL, not stored]"
+    return value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def snapshot(session: Session) -> dict[str, Any]:
+    """The JSON-ready state of a session, images replaced by placeholders, no conversation id."""
+    return {
+        "history": _strip_images(session.history, session.messages),
+        "messages": _drop_big_data_urls(session.messages),
+        "tool_calls": session.tool_calls,
+        "routes": session.routes,
+        "usage": session.usage,
+        "ticket": session.ticket,
+        "ticket_fields": session.ticket_fields,
+        "turn": session.turn,
+    }
+
+
+def _session_from(data: dict[str, Any], conversation_id: str) -> Session:
+    snap = Snapshot.model_validate(data)
+    return Session(conversation_id=conversation_id, **snap.model_dump())
+
+
+# ---------------------------------------------------------------- the store
+
+
+class History:
+    """Conversations and ticket versions in SQLite; safe to share between Gradio worker threads."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection guarded by a lock: Gradio calls handlers from several threads.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+        with self._lock, self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA[0])
+            cols = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
+        if not {"id", "snapshot", "updated_at"} <= cols:
+            self._db.close()
+            raise SupportbotError(f"{self.path}: a 'conversations' table with another layout exists "
+                                  f"(columns {sorted(cols)}); history.py owns that table")
+        with self._lock, self._db:
+            for stmt in _SCHEMA[1:]:
+                self._db.execute(stmt)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def save(self, session: Session) -> None:
+        """Upsert the session's snapshot (and its ticket, when it changed); call after every event worth keeping."""
+        now = self._clock()
+        blob = json.dumps(snapshot(session), ensure_ascii=False, default=str)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO conversations (id, created_at, updated_at, turns, snapshot) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at, turns=excluded.turns, "
+                "snapshot=excluded.snapshot",
+                (session.conversation_id, now, now, session.turn, blob),
+            )
+        if session.ticket:
+            self.record_ticket(session.conversation_id, session.ticket)
+
+    def load(self, conversation_id: str) -> Session | None:
+        """The saved session, or None when the id is unknown (or was purged)."""
+        with self._lock:
+            row = self._db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        return _session_from(json.loads(row[0]), conversation_id) if row else None
+
+    def record_ticket(self, conversation_id: str, ticket: dict[str, Any]) -> bool:
+        """Append a ticket version when it differs from the last one; True when one was added."""
+        blob = json.dumps(ticket, ensure_ascii=False, sort_keys=True, default=str)
+        with self._lock, self._db:
+            last = self._db.execute(
+                "SELECT version, ticket FROM ticket_versions WHERE conversation_id = ? ORDER BY version DESC LIMIT 1",
+                (conversation_id,),
+            ).fetchone()
+            if last and last[1] == blob:
+                return False
+            self._db.execute(
+                "INSERT INTO ticket_versions (conversation_id, version, created_at, ticket) VALUES (?, ?, ?, ?)",
+                (conversation_id, (last[0] + 1) if last else 1, self._clock(), blob),
+            )
+        return True
+
+    def ticket_versions(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every ticket version, oldest first: ``{"version", "saved_at", "ticket"}``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, created_at, ticket FROM ticket_versions WHERE conversation_id = ? ORDER BY version",
+                (conversation_id,),
+            ).fetchall()
+        return [{"version": v, "saved_at": ts, "ticket": json.loads(t)} for v, ts, t in rows]
+
+    def purge_older_than(self, days: int, now: float | None = None) -> int:
+        """Delete conversations (and their tickets) untouched for ``days``; returns how many went."""
+        cutoff = (self._clock() if now is None else now) - days * 86_400
+        with self._lock, self._db:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM conversations WHERE updated_at < ?", (cutoff,))]
+            self._db.executemany("DELETE FROM ticket_versions WHERE conversation_id = ?", [(i,) for i in ids])
+            self._db.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    # ------------------------------------------------------------ export / import
+
+    def export_json(self, session: Session) -> str:
+        """A portable JSON file: format marker, the conversation, its ticket versions; no id, no keys."""
+        doc = {
+            "format": FORMAT,
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "conversation": snapshot(session),
+            "ticket_versions": [{"version": v["version"], "ticket": v["ticket"]}
+                                for v in self.ticket_versions(session.conversation_id)],
+        }
+        return json.dumps(_scrub(doc), ensure_ascii=False, indent=2, default=str)
+
+    def import_json(self, text: str | bytes) -> Session:
+        """Read an export back as a new session (fresh id); CatalogError("import", ...) says what is wrong."""
+        return import_json(text)
+
+    def export_markdown(self, session: Session) -> str:
+        """A readable transcript (see :func:`export_markdown`)."""
+        return export_markdown(session)
+
+
+def import_json(text: str | bytes) -> Session:
+    """Validate an exported conversation and return it as a new session with a fresh id."""
+    if len(text) > MAX_IMPORT_BYTES:
+        raise CatalogError("import", f"file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CatalogError("import", f"not a JSON file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise CatalogError("import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found!r})")
+    conv = doc.get("conversation")
+    if not isinstance(conv, dict):
+        raise CatalogError("import", "missing the 'conversation' object")
+    try:
+        return _session_from(_scrub(conv), new_conversation_id())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise CatalogError("import", f"conversation.{where}: {err['msg']}") from None
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _md_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def _turn_of_calls(session: Session) -> dict[str, int]:
+    """call_id -> turn, read from the model history (user message k starts turn k)."""
+    turn, out = 0, {}
+    for msg in session.history:
+        if msg.get("role") == "user":
+            turn += 1
+        for call in msg.get("tool_calls") or ():
+            out[call.get("id", "")] = turn
+    return out
+
+
+def _attachment_line(att: dict[str, Any]) -> str:
+    kind = att.get("kind") or att.get("type") or "file"
+    bits = [str(kind)]
+    if att.get("width") and att.get("height"):
+        bits.append(f"{att['width']}x{att['height']}")
+    for key in ("lines", "kept_lines", "tokens", "reduced_to_tokens", "bytes"):
+        if att.get(key) is not None:
+            bits.append(f"{key.replace('_', ' ')} {att[key]}")
+    return f"- {att.get('name') or att.get('filename') or 'attachment'} ({', '.join(bits)})"
+
+
+def export_markdown(session: Session) -> str:
+    """A readable transcript: per turn the customer's text and attachments, route, tool calls, answer, usage; then the ticket."""
+    call_turns = _turn_of_calls(session)
+    turns: dict[int, dict[str, list[Any]]] = {}
+
+    def bucket(n: int) -> dict[str, list[Any]]:
+        return turns.setdefault(n, {"user": [], "answer": [], "routes": [], "calls": [], "usage": []})
+
+    current = 0
+    for msg in session.messages:
+        if (msg.get("metadata") or {}).get("title"):
+            continue  # tool-call display bubbles: the calls are rendered from tool_calls below
+        if msg.get("role") == "user":
+            current = int(msg.get("turn") or current + 1)
+            bucket(current)["user"].append(msg)
+        elif msg.get("role") == "assistant":
+            bucket(int(msg.get("turn") or current))["answer"].append(msg)
+    for i, route in enumerate(session.routes):
+        bucket(int(route.get("turn") or i + 1))["routes"].append(route)
+    for call in session.tool_calls:
+        bucket(int(call.get("turn") or call_turns.get(call.get("call_id", ""), 0)))["calls"].append(call)
+    for rec in session.usage:
+        bucket(int(rec.get("turn") or 0))["usage"].append(rec)
+
+    title = session.ticket.get("ticket_id") or "Support conversation"
+    out = [f"# {title}", ""]
+    for n in sorted(turns):
+        t = turns[n]
+        out += [f"## Turn {n}" if n else "## Outside a turn", ""]
+        for msg in t["user"]:
+            out += ["**Customer:**", "", _md_text(msg.get("content")), ""]
+            atts = [a for a in msg.get("attachments") or () if isinstance(a, dict)]
+            if atts:
+                out += ["Attachments:"] + [_attachment_line(a) for a in atts] + [""]
+        for r in t["routes"]:
+            out += [f"**Route:** `{r.get('model')}` · {r.get('category')} · {r.get('reason')}", ""]
+        for c in t["calls"]:
+            mark = "ok" if c.get("ok") else f"failed: {c.get('error')}"
+            body = json.dumps(_scrub({"arguments": c.get("arguments"), "result": c.get("result")}),
+                              ensure_ascii=False, indent=2, default=str)
+            out += [f"<details><summary>Tool <code>{c.get('name')}</code> ({mark}, {c.get('duration_ms', 0):.0f} ms)</summary>",
+                    "", "```json", body, "```", "", "</details>", ""]
+        for msg in t["answer"]:
+            out += ["**Assistant:**", "", _md_text(msg.get("content")), ""]
+        if t["usage"]:
+            prompt = sum(int(u.get("prompt_tokens", 0)) for u in t["usage"])
+            completion = sum(int(u.get("completion_tokens", 0)) for u in t["usage"])
+            est = " (some estimated)" if any(u.get("estimated") for u in t["usage"]) else ""
+            out += [f"**Usage:** {len(t['usage'])} request(s), {prompt:,} prompt + {completion:,} completion tokens{est}", ""]
+    if session.ticket:
+        out += ["## Ticket", "", "```json", json.dumps(_scrub(session.ticket), ensure_ascii=False, indent=2), "```", ""]
+    return "\n".join(out)

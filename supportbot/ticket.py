@@ -1,0 +1,501 @@
+"""The structured support ticket: its schema, inline building, and extraction by the model.
+
+Two modes fill the same :class:`Ticket`:
+
+* inline (no extra request): tool facts, the ``update_ticket`` tool's fields and
+  deterministic heuristics over the transcript. Precedence: tool facts win over
+  model-set fields, which win over heuristics.
+* extraction (one extra request, two at most): the model fills the schema through
+  ``response_format``; invalid output gets one repair attempt, then an error the
+  panel can show. Never raises for model or API failures: the chat goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from supportbot.catalog import ModelInfo
+from supportbot.events import UsageRecord
+from supportbot.language import detect_language
+from supportbot.tokens import estimate_messages, estimate_tokens
+
+Category = Literal["order_status", "refund", "returns", "technical", "account", "billing", "other"]
+Sentiment = Literal["positive", "neutral", "negative"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Status = Literal["resolved", "pending_customer", "escalated"]
+
+
+class Customer(BaseModel):
+    """Who the ticket is about, as far as we know."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, description="Customer id from lookup_customer, e.g. C1001")
+    email: str | None = Field(None, description="Customer email address")
+
+
+class Action(BaseModel):
+    """One tool call the agent made for the customer."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool: str = Field(description="Tool name, e.g. check_order_status")
+    ok: bool = Field(description="Whether the tool succeeded")
+    outcome: str = Field(description="One line: what the tool found or did")
+
+
+class Ticket(BaseModel):
+    """A support ticket; the field names are a public promise (/session returns them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ticket_id: str = Field(description="Ticket id, e.g. TCK-1A2B3C4D")
+    customer: Customer | None = Field(description="The customer, when known")
+    order_ids: list[str] = Field(description="Order numbers mentioned or looked up, digits only")
+    category: Category = Field(description="What the request is about")
+    intent_summary: str = Field(description="One sentence: what the customer wants")
+    sentiment: Sentiment = Field(description="The customer's overall tone")
+    frustration: Literal[0, 1, 2, 3] = Field(description="0 none, 1 mild, 2 clear, 3 high")
+    priority: Priority = Field(description="How soon a person should look at it")
+    language: str = Field(description="ISO 639-1 code of the customer's language, e.g. en")
+    actions_taken: list[Action] = Field(description="Tool calls made, in order")
+    status: Status = Field(description="escalated if handed to a human; pending_customer if we asked a question")
+    escalation_ticket_id: str | None = Field(description="Id returned by escalate_to_human, e.g. ESC-1A2B3C")
+    next_steps: list[str] = Field(description="What happens next, short imperative items")
+
+
+# ---------------------------------------------------------------- schema
+
+
+def _inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            return _inline_refs(target | extra, defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _strictify(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {k: _strictify(v) for k, v in node.items() if k not in ("title", "default")}
+        if out.get("type") == "object" and "properties" in out:
+            out["required"] = list(out["properties"])  # strict mode: every property required
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strictify(v) for v in node]
+    return node
+
+
+def ticket_json_schema() -> dict[str, Any]:
+    """A strict-mode JSON schema generated from :class:`Ticket` (refs inlined, no titles/defaults)."""
+    raw = Ticket.model_json_schema()
+    defs = raw.pop("$defs", {})
+    # Inlined rather than $ref: some OpenAI-compatible servers mishandle $defs, and the
+    # JSON-mode fallback prompt is easier for a model to follow without indirection.
+    return _strictify(_inline_refs(raw, defs))
+
+
+def ticket_id_for(conversation_id: str) -> str:
+    """Stable ticket id for a conversation; a hash, so it never leaks the (secret) conversation id."""
+    return "TCK-" + hashlib.sha256(conversation_id.encode()).hexdigest()[:8].upper()
+
+
+# ---------------------------------------------------------------- heuristics
+
+_ORDER_RE = re.compile(r"(?i)(?:\border\s*(?:number|no\.?|id)?\s*[:#]?\s*|#)(\d{4,10})\b")
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Regexes, matched at word starts: plain substrings would read "app" in "appreciate"
+# and "log" in "login". Dict order breaks ties, so order_status (the common case) is first.
+_CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
+    "order_status": (r"where is", r"tracking", r"deliver\w*", r"arriv\w*", r"ship(?:ping|ped)", r"package",
+                     r"parcel", r"order status", r"late"),
+    "refund": (r"refund\w*", r"money back", r"reimburs\w*", r"chargeback"),
+    "returns": (r"return\w*", r"exchang\w*", r"send it back", r"rma"),
+    "billing": (r"invoice\w*", r"bill(?:ing|ed)", r"charged?", r"payment\w*", r"receipt\w*", r"subscription\w*"),
+    "account": (r"password\w*", r"log ?in", r"sign ?in", r"account\w*", r"2fa", r"username\w*"),
+    "technical": (r"error\w*", r"crash\w*", r"bug\w*", r"not working", r"doesn'?t work", r"broken", r"stack ?trace",
+                  r"exception\w*", r"logs?", r"screenshot\w*", r"firmware", r"won'?t turn on", r"app"),
+}
+_TOOL_CATEGORY = {"request_refund": "refund", "check_order_status": "order_status"}
+_ANGRY = ("ridiculous", "unacceptable", "angry", "furious", "terrible", "worst", "useless", "scam",
+          "awful", "horrible", "pathetic", "fed up", "sick of", "waste of time", "joke", "incompetent")
+_MILD = ("worried", "concerned", "upset", "disappointed", "frustrated", "annoyed", "still", "again",
+         "waiting", "late", "unhappy")
+_HUMAN = ("human", "real person", "manager", "supervisor", "agent")
+_POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "appreciate", "excellent", "wonderful")
+_URGENT = ("urgent", "asap", "emergency", "immediately")
+_COURTESY_Q = re.compile(r"(?i)(anything else|something else|help you with|further questions|other questions)[^?]*\?")
+_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
+_ACRONYMS = {"USB", "LED", "API", "UPS", "DHL", "USPS", "ETA", "PDF", "SKU", "FAQ", "URL", "ID", "EUR", "USD"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+
+
+def _has_word(low: str, word: str) -> bool:
+    return re.search(rf"\b{re.escape(word)}\b", low) is not None
+
+
+def _message_anger(text: str) -> int:
+    low = text.lower()
+    score = 2 * min(2, sum(_has_word(low, w) for w in _ANGRY))
+    score += 1 if any(_has_word(low, w) for w in _MILD) else 0
+    score += 1 if "!!" in text else 0
+    caps = [w for w in _CAPS_WORD.findall(text) if w not in _ACRONYMS]
+    score += 1 if caps else 0
+    score += 1 if any(_has_word(low, w) for w in _HUMAN) and re.search(r"\b(talk|speak|want|need)\b", low) else 0
+    return score
+
+
+def frustration_of(messages: list[dict[str, Any]]) -> int:
+    """0..3 from the user's words; the latest message counts most, earlier anger fades by one."""
+    level = 0
+    for text in _user_texts(messages):
+        level = max(min(3, _message_anger(text)), level - 1)
+    return level
+
+
+def _sentiment(messages: list[dict[str, Any]], frustration: int) -> Sentiment:
+    texts = _user_texts(messages)
+    last = texts[-1].lower() if texts else ""
+    if frustration >= 1 and not any(w in last for w in _POSITIVE):
+        return "negative"
+    if any(w in last for w in _POSITIVE):
+        return "positive"
+    return "neutral"
+
+
+def _category(user_text: str, tool_names: list[str]) -> Category:
+    low = user_text.lower()
+    scores = {cat: sum(len(re.findall(rf"\b{w}\b", low)) for w in words) for cat, words in _CATEGORY_WORDS.items()}
+    # "refund" and "return" are explicit wishes; they beat the order talk that comes with them.
+    for cat in ("refund", "returns"):
+        if scores[cat]:
+            return cat
+    for name in tool_names:
+        if name in _TOOL_CATEGORY:
+            return _TOOL_CATEGORY[name]  # type: ignore[return-value]
+    best = max(scores, key=lambda c: scores[c])
+    return best if scores[best] else "other"  # type: ignore[return-value]
+
+
+def _status(messages: list[dict[str, Any]], escalated: bool) -> Status:
+    if escalated:
+        return "escalated"
+    last = next((m for m in reversed(messages) if m.get("role") in ("user", "assistant")), None)
+    if last is None or last.get("role") != "assistant" or not _text(last.get("content")).strip():
+        return "pending_customer"  # no answer yet: nothing was resolved
+    answer = _COURTESY_Q.sub("", _text(last.get("content")))
+    return "pending_customer" if "?" in answer else "resolved"
+
+
+def _priority(frustration: int, category: str, escalated: bool, user_text: str) -> Priority:
+    urgent_words = any(w in user_text.lower() for w in _URGENT)
+    if frustration >= 3 or (urgent_words and frustration >= 2):
+        return "urgent"
+    if frustration >= 2 or escalated or urgent_words or category in ("refund", "billing"):
+        return "high"
+    if frustration == 0 and category == "other":
+        return "low"
+    return "normal"
+
+
+def _first_sentence(text: str, limit: int = 140) -> str:
+    sentence = re.split(r"(?<=[.?!])\s", text.strip(), maxsplit=1)[0]
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
+
+
+def _summary(category: str, order_ids: list[str], user_texts: list[str]) -> str:
+    orders = ", ".join(order_ids)
+    templates = {"order_status": "Customer asks where order {o} is.", "refund": "Customer wants a refund for order {o}.",
+                 "returns": "Customer wants to return order {o}."}
+    if orders and category in templates:
+        return templates[category].format(o=orders)
+    return _first_sentence(user_texts[0]) if user_texts else "No customer message yet."
+
+
+# ---------------------------------------------------------------- tool facts
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _outcome(name: str, args: dict[str, Any], result: dict[str, Any], call: Mapping[str, Any]) -> str:
+    if not call.get("ok", True):
+        return f"failed: {call.get('error') or 'unknown error'}".splitlines()[0][:200]
+    oid = result.get("order_id") or result.get("id") or args.get("order_id")
+    if name == "check_order_status":
+        bits = [str(result.get(k)) for k in ("status", "carrier") if result.get(k)]
+        return f"order {oid}: {', '.join(bits) or 'found'}"
+    if name == "request_refund":
+        state = result.get("outcome") or result.get("status") or "requested"
+        amount = result.get("amount")
+        return f"refund for order {oid}: {state}" + (f" ({amount} {result.get('currency', '')})".rstrip() if amount else "")
+    if name == "escalate_to_human":
+        pos = result.get("queue_position")
+        return f"escalated as {result.get('ticket_id')}" + (f" (queue position {pos})" if pos is not None else "")
+    if name == "lookup_customer":
+        found = result.get("customer") if isinstance(result.get("customer"), dict) else result
+        return f"customer {found.get('id') or found.get('customer_id') or 'found'}"
+    summary = json.dumps(result or call.get("result"), ensure_ascii=False, default=str)
+    return summary if len(summary) <= 160 else summary[:159] + "…"
+
+
+@dataclass
+class _Facts:
+    order_ids: list[str] = field(default_factory=list)
+    customer: Customer | None = None
+    escalation_id: str | None = None
+    actions: list[Action] = field(default_factory=list)
+    tool_names: list[str] = field(default_factory=list)
+
+
+def _tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
+    facts = _Facts()
+    for call in tool_calls:
+        name = str(call.get("name", ""))
+        args, result = _as_dict(call.get("arguments")), _as_dict(call.get("result"))
+        facts.tool_names.append(name)
+        facts.actions.append(Action(tool=name, ok=bool(call.get("ok", True)), outcome=_outcome(name, args, result, call)))
+        if name in ("check_order_status", "request_refund"):
+            for oid in (args.get("order_id"), result.get("order_id"), result.get("id") if call.get("ok", True) else None):
+                if oid and str(oid).lstrip("#") not in facts.order_ids:
+                    facts.order_ids.append(str(oid).lstrip("#"))
+        if name == "lookup_customer" and call.get("ok", True):
+            found = result.get("customer") if isinstance(result.get("customer"), dict) else result
+            cid = found.get("id") or found.get("customer_id") or args.get("customer_id")
+            email = found.get("email") or args.get("email")
+            if cid or email:
+                facts.customer = Customer(id=str(cid) if cid else None, email=str(email) if email else None)
+        if name == "escalate_to_human" and call.get("ok", True) and result.get("ticket_id"):
+            facts.escalation_id = str(result["ticket_id"])
+    return facts
+
+
+def _merge_unique(*lists: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for items in lists:
+        out.extend(x for x in items if x not in out)
+    return out
+
+
+def _apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: Ticket | None) -> Ticket:
+    """Tool facts overwrite whatever the model or the heuristics said."""
+    prev_orders = previous.order_ids if previous else []
+    escalation = facts.escalation_id or (previous.escalation_ticket_id if previous else None) or None
+    known = [c for c in (facts.customer, ticket.customer, previous.customer if previous else None) if c]
+    cid = next((c.id for c in known if c.id), None)
+    email = next((c.email for c in known if c.email), None)
+    customer = Customer(id=cid, email=email) if (cid or email) else None
+    update: dict[str, Any] = {
+        "ticket_id": previous.ticket_id if previous else ticket_id_for(conversation_id),
+        "order_ids": _merge_unique(prev_orders, facts.order_ids, [o.lstrip("#") for o in ticket.order_ids]),
+        "customer": customer,
+        "actions_taken": _merge_unique(previous.actions_taken if previous else [], facts.actions),
+        "escalation_ticket_id": escalation,
+    }
+    if escalation:
+        update["status"] = "escalated"
+    return ticket.model_copy(update=update)
+
+
+# ---------------------------------------------------------------- inline mode
+
+_MODEL_FIELDS = ("category", "intent_summary", "sentiment", "frustration", "priority", "language", "next_steps")
+
+
+def build_inline(
+    *,
+    conversation_id: str,
+    messages: list[dict[str, Any]],
+    tool_calls: list[dict[str, Any]],
+    ticket_fields: dict[str, Any],
+    previous: Ticket | None = None,
+) -> Ticket:
+    """Build the ticket without a request: tool facts > update_ticket fields > heuristics."""
+    facts = _tool_facts(tool_calls)
+    users = _user_texts(messages)
+    all_user = "\n".join(users)
+    order_ids = _merge_unique(facts.order_ids, _ORDER_RE.findall(all_user))
+    emails = _EMAIL_RE.findall(all_user)
+    frustration = frustration_of(messages)
+    category = _category(all_user, facts.tool_names)
+    escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
+    status = _status(messages, escalated)
+    heur: dict[str, Any] = {
+        "ticket_id": ticket_id_for(conversation_id),
+        "customer": Customer(id=None, email=emails[-1]) if emails else None,
+        "order_ids": order_ids,
+        "category": category,
+        "intent_summary": _summary(category, order_ids, users),
+        "sentiment": _sentiment(messages, frustration),
+        "frustration": frustration,
+        "priority": _priority(frustration, category, escalated, all_user),
+        "language": detect_language(all_user) if all_user.strip() else (previous.language if previous else "en"),
+        "actions_taken": [],
+        "status": status,
+        "escalation_ticket_id": None,
+        "next_steps": _next_steps(status, facts),
+    }
+    ticket = Ticket.model_validate(heur)
+    for name in _MODEL_FIELDS:  # one at a time: a bad value from the model drops only itself
+        if name in ticket_fields and ticket_fields[name] is not None:
+            try:
+                ticket = Ticket.model_validate(ticket.model_dump() | {name: ticket_fields[name]})
+            except ValidationError:
+                continue
+    return _apply_facts(ticket, facts, conversation_id, previous)
+
+
+def _next_steps(status: str, facts: _Facts) -> list[str]:
+    if status == "escalated":
+        return [f"A human agent picks up {facts.escalation_id or 'the escalation'}"]
+    if status == "pending_customer":
+        return ["Wait for the customer's reply"]
+    return []
+
+
+# ---------------------------------------------------------------- extraction mode
+
+
+@dataclass
+class Extraction:
+    """The result of extraction mode: a ticket or an error, and every request it cost."""
+
+    ticket: Ticket | None
+    error: str | None
+    usage: list[UsageRecord] = field(default_factory=list)
+
+
+def _transcript(messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]]) -> str:
+    lines = [f"{m.get('role', '?')}: {_text(m.get('content'))}" for m in messages
+             if m.get("role") in ("user", "assistant") and _text(m.get("content")).strip()]
+    for call in tool_calls:
+        args = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
+        result = json.dumps(call.get("result") if call.get("ok", True) else {"error": call.get("error")},
+                            ensure_ascii=False, default=str)
+        lines.append(f"tool {call.get('name')}({args}) -> {result}")
+    return "\n".join(lines)
+
+
+def extraction_messages(
+    *, conversation_id: str, messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]], schema_in_prompt: bool
+) -> list[dict[str, Any]]:
+    """The extraction request's messages; the schema goes in the prompt only for JSON mode."""
+    system = [
+        "You turn a customer-support conversation into one support ticket.",
+        "Reply with a single JSON object and nothing else.",
+        f"Use ticket_id {ticket_id_for(conversation_id)!r}.",
+        "Order ids are digits only. frustration is 0 (none) to 3 (high).",
+        "status is escalated when escalate_to_human succeeded, pending_customer when the agent's last reply asks the customer something, else resolved.",
+    ]
+    if schema_in_prompt:
+        system += ["The object must match this JSON schema exactly:", json.dumps(ticket_json_schema())]
+    user = ["Conversation:", _transcript(messages, tool_calls)]
+    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
+
+
+def _parse(content: str | None) -> tuple[Ticket | None, str]:
+    text = (content or "").strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
+    text = fenced.group(1) if fenced else text  # JSON-mode models sometimes fence their reply
+    try:
+        return Ticket.model_validate_json(text), ""
+    except ValidationError as exc:
+        errs = exc.errors()[:5]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in errs)
+        return None, detail
+
+
+async def _request(
+    client: openai.AsyncOpenAI, model: ModelInfo, req: list[dict[str, Any]], response_format: dict[str, Any],
+    max_tokens: int, purpose: Literal["ticket_extraction", "ticket_repair"], turn: int,
+) -> tuple[str, str | None, UsageRecord]:
+    start = time.perf_counter()
+    resp = await client.chat.completions.create(
+        model=model.id, messages=req, response_format=response_format, max_tokens=max_tokens  # type: ignore[arg-type]
+    )
+    latency = (time.perf_counter() - start) * 1000
+    choice = resp.choices[0] if resp.choices else None
+    content = choice.message.content if choice else None
+    if resp.usage is not None:
+        record = UsageRecord(model.id, purpose, resp.usage.prompt_tokens, resp.usage.completion_tokens, False, latency, turn=turn)
+    else:
+        record = UsageRecord(model.id, purpose, estimate_messages(req), estimate_tokens(content or ""), True, latency, turn=turn)
+    return content or "", choice.finish_reason if choice else None, record
+
+
+async def extract_ticket(
+    client: openai.AsyncOpenAI,
+    model: ModelInfo,
+    *,
+    conversation_id: str,
+    messages: list[dict[str, Any]],
+    tool_calls: list[dict[str, Any]],
+    max_tokens: int,
+    turn: int,
+) -> Extraction:
+    """Ask the model for the ticket (strict schema, or JSON mode), with one repair; never raises for API errors."""
+    strict = model.capabilities.json_schema
+    response_format: dict[str, Any] = (
+        {"type": "json_schema", "json_schema": {"name": "support_ticket", "schema": ticket_json_schema(), "strict": True}}
+        if strict else {"type": "json_object"}
+    )
+    req = extraction_messages(conversation_id=conversation_id, messages=messages, tool_calls=tool_calls,
+                              schema_in_prompt=not strict)
+    usage: list[UsageRecord] = []
+    facts = _tool_facts(tool_calls)
+    try:
+        content, finish, record = await _request(client, model, req, response_format, max_tokens, "ticket_extraction", turn)
+        usage.append(record)
+        ticket, problem = _parse(content)
+        if ticket is None:
+            if finish == "length":
+                problem += f" (the reply was cut off at max_tokens={max_tokens})"
+            repair = [
+                "Your reply was not a valid ticket.",
+                f"Validation errors: {problem}",
+                "Reply again with only the corrected JSON object.",
+            ]
+            req = req + [{"role": "assistant", "content": content}, {"role": "user", "content": "\n".join(repair)}]
+            content, finish, record = await _request(client, model, req, response_format, max_tokens, "ticket_repair", turn)
+            usage.append(record)
+            ticket, problem = _parse(content)
+            if ticket is None:
+                msg = f"Ticket extraction failed: {model.id} returned an invalid ticket twice (after one repair). Last error: {problem}"
+                return Extraction(None, msg, usage)
+    except openai.APIError as exc:
+        status = getattr(exc, "status_code", None)
+        where = f"HTTP {status}" if status else type(exc).__name__
+        return Extraction(None, f"Ticket extraction failed: the model service returned an error ({where}): {exc.message}", usage)
+    return Extraction(_apply_facts(ticket, facts, conversation_id, None), None, usage)

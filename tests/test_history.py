@@ -1,0 +1,237 @@
+"""Conversation persistence: round trips, image stripping, ticket versions, exports, retention, crashes."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+
+import pytest
+from PIL import Image
+
+from supportbot.errors import CatalogError, SupportbotError
+from supportbot.history import FORMAT, History
+from supportbot.session import Session
+
+DAY = 86_400.0
+
+
+def png_data_url(w: int = 40, h: int = 30) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 30, 30)).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def hist(tmp_path, clock):
+    h = History(tmp_path / "data" / "supportbot.db", clock=clock)
+    yield h
+    h.close()
+
+
+def article_session() -> Session:
+    s = Session()
+    s.turn = 1
+    s.messages = [
+        {"role": "user", "content": "Where is my order #48291? It was supposed to arrive yesterday.", "turn": 1,
+         "attachments": [{"kind": "image", "filename": "tracking.png", "width": 40, "height": 30}]},
+        {"role": "assistant", "content": "Order 48291 is in transit with UPS and arrives tomorrow.", "turn": 1,
+         "model": "gemma-3-27b"},
+    ]
+    s.history = [
+        {"role": "user", "content": [{"type": "text", "text": "Where is my order #48291?"},
+                                     {"type": "image_url", "image_url": {"url": png_data_url()}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "check_order_status", "arguments": '{"order_id": "48291"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"order_id": "48291", "status": "in_transit"}'},
+        {"role": "assistant", "content": "Order 48291 is in transit with UPS and arrives tomorrow."},
+    ]
+    s.routes = [{"model": "gemma-3-27b", "category": "vision", "reason": "A screenshot is attached, so a vision model reads it.",
+                 "rule": "vision"}]
+    s.tool_calls = [{"call_id": "call_1", "name": "check_order_status", "arguments": {"order_id": "48291"},
+                     "ok": True, "result": {"order_id": "48291", "status": "in_transit"}, "error": None, "duration_ms": 12.0}]
+    s.usage = [{"model": "gemma-3-27b", "purpose": "tool_round", "prompt_tokens": 2100, "completion_tokens": 20,
+                "estimated": False, "latency_ms": 300.0, "turn": 1},
+               {"model": "gemma-3-27b", "purpose": "answer", "prompt_tokens": 2200, "completion_tokens": 30,
+                "estimated": False, "latency_ms": 280.0, "turn": 1}]
+    s.ticket = {"ticket_id": "TCK-0001", "category": "order_status", "order_ids": ["48291"], "status": "resolved"}
+    s.ticket_fields = {"category": "order_status"}
+    return s
+
+
+def test_round_trip(hist):
+    s = article_session()
+    s.history = [m for m in s.history if not isinstance(m.get("content"), list)]  # no image: exact equality
+    hist.save(s)
+    loaded = hist.load(s.conversation_id)
+    assert loaded == s
+    assert hist.load("no-such-id") is None
+
+
+def test_images_are_stripped_but_metadata_kept(hist, tmp_path):
+    s = article_session()
+    hist.save(s)
+    loaded = hist.load(s.conversation_id)
+    parts = loaded.history[0]["content"]
+    assert parts[0] == {"type": "text", "text": "Where is my order #48291?"}
+    assert parts[1] == {"type": "text", "text": "[image: tracking.png 40x30, not stored]"}
+    assert loaded.messages[0]["attachments"] == s.messages[0]["attachments"]
+    assert s.history[0]["content"][1]["type"] == "image_url"  # the live session is not modified
+    raw = sqlite3.connect(tmp_path / "data" / "supportbot.db").execute("SELECT snapshot FROM conversations").fetchone()[0]
+    assert "base64" not in raw
+
+
+def test_image_size_read_from_the_data_when_no_metadata(hist):
+    s = Session()
+    s.history = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url(64, 48)}}]}]
+    hist.save(s)
+    assert hist.load(s.conversation_id).history[0]["content"][0]["text"] == "[image: image 64x48, not stored]"
+
+
+def test_ticket_versions_only_on_change(hist, clock):
+    cid = "conv-a"
+    t1 = {"ticket_id": "TCK-1", "status": "pending_customer", "order_ids": ["48291"]}
+    assert hist.record_ticket(cid, t1) is True
+    assert hist.record_ticket(cid, dict(reversed(list(t1.items())))) is False  # same content, other key order
+    clock.t += 5
+    t2 = t1 | {"status": "escalated", "escalation_ticket_id": "ESC-1A2B3C"}
+    assert hist.record_ticket(cid, t2) is True
+    versions = hist.ticket_versions(cid)
+    assert [v["version"] for v in versions] == [1, 2]
+    assert [v["ticket"]["status"] for v in versions] == ["pending_customer", "escalated"]
+    assert versions[1]["saved_at"] - versions[0]["saved_at"] == 5
+    assert hist.ticket_versions("other") == []
+
+
+def test_save_records_the_ticket_once(hist):
+    s = article_session()
+    hist.save(s)
+    hist.save(s)
+    assert len(hist.ticket_versions(s.conversation_id)) == 1
+
+
+def test_crash_mid_turn_loses_nothing_saved(tmp_path):
+    path = tmp_path / "supportbot.db"
+    first = History(path)
+    s = Session()
+    s.turn = 1
+    s.messages.append({"role": "user", "content": "Where is my order #48291?", "turn": 1, "attachments": []})
+    first.save(s)
+    s.tool_calls.append({"call_id": "call_1", "name": "check_order_status", "arguments": {"order_id": "48291"},
+                         "ok": True, "result": {"status": "in_transit"}, "error": None, "duration_ms": 9.0, "turn": 1})
+    first.save(s)
+    # The process dies here, before the answer: no close(), a fresh connection reads the file.
+    second = History(path)
+    loaded = second.load(s.conversation_id)
+    assert loaded is not None
+    assert loaded.messages == s.messages and loaded.tool_calls == s.tool_calls
+    assert loaded.turn == 1
+    second.close()
+    first.close()
+
+
+def test_export_import_round_trip_without_secrets(hist):
+    s = article_session()
+    s.routes[0]["api_key"] = "sk-live-SECRET"
+    s.tool_calls[0]["result"]["settings"] = {"base_url": "https://api.oxlo.ai/v1"}
+    hist.save(s)
+    text = hist.export_json(s)
+    doc = json.loads(text)
+    assert doc["format"] == FORMAT == "supportbot.conversation/1"
+    assert "SECRET" not in text and "api_key" not in text and "settings" not in text
+    assert s.conversation_id not in text  # the id is a capability; a shared file must not open the original
+    assert [v["version"] for v in doc["ticket_versions"]] == [1]
+    back = hist.import_json(text)
+    assert back.conversation_id != s.conversation_id
+    assert back.messages == s.messages and back.tool_calls[0]["arguments"] == {"order_id": "48291"}
+    assert back.ticket == s.ticket and back.usage == s.usage and back.turn == s.turn
+    assert back.routes[0]["reason"] == s.routes[0]["reason"] and "api_key" not in back.routes[0]
+    assert back.history[0]["content"][1]["text"] == "[image: tracking.png 40x30, not stored]"
+    again = json.loads(hist.export_json(back))
+    assert again["conversation"] == doc["conversation"]  # a second trip changes nothing
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("not json at all", "not a JSON file"),
+        ('{"format": "something/2", "conversation": {}}', "expected format 'supportbot.conversation/1'"),
+        ('[1, 2]', "not a supportbot conversation export"),
+        (json.dumps({"format": FORMAT}), "missing the 'conversation' object"),
+        (json.dumps({"format": FORMAT, "conversation": {"messages": "hello"}}), "conversation.messages"),
+        (json.dumps({"format": FORMAT, "conversation": {"turn": -1}}), "conversation.turn"),
+    ],
+)
+def test_bad_import_is_a_clear_error(hist, text, says):
+    with pytest.raises(CatalogError) as err:
+        hist.import_json(text)
+    assert err.value.entry == "import"
+    assert says in str(err.value)
+
+
+def test_markdown_transcript(hist):
+    s = article_session()
+    md = hist.export_markdown(s)
+    assert md.startswith("# TCK-0001")
+    assert "## Turn 1" in md
+    assert "Where is my order #48291?" in md
+    assert "- tracking.png (image, 40x30)" in md
+    assert "A screenshot is attached, so a vision model reads it." in md and "`gemma-3-27b`" in md
+    assert "<summary>Tool <code>check_order_status</code> (ok, 12 ms)</summary>" in md
+    assert '"order_id": "48291"' in md and '"status": "in_transit"' in md
+    assert "Order 48291 is in transit with UPS and arrives tomorrow." in md
+    assert "2 request(s), 4,300 prompt + 50 completion tokens" in md
+    assert "## Ticket" in md and '"category": "order_status"' in md
+    assert s.conversation_id not in md
+    # order: customer, route, tool call, answer
+    positions = [md.index(x) for x in ("Where is my order", "**Route:**", "check_order_status", "**Assistant:**")]
+    assert positions == sorted(positions)
+
+
+def test_purge_by_age(hist, clock):
+    old, recent = Session(), Session()
+    hist.save(old)
+    hist.record_ticket(old.conversation_id, {"ticket_id": "TCK-OLD"})
+    clock.t += 10 * DAY
+    hist.save(recent)
+    assert hist.purge_older_than(7) == 1
+    assert hist.load(old.conversation_id) is None and hist.ticket_versions(old.conversation_id) == []
+    assert hist.load(recent.conversation_id) is not None
+    assert hist.purge_older_than(7, now=clock.t + 8 * DAY) == 1
+    assert hist.load(recent.conversation_id) is None
+
+
+def test_leaves_other_tables_alone_and_refuses_a_foreign_layout(tmp_path):
+    path = tmp_path / "shared.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+    db.execute("INSERT INTO orders VALUES ('48291')")
+    db.commit()
+    h = History(path)
+    h.save(Session())
+    h.purge_older_than(0, now=10**12)
+    h.close()
+    assert db.execute("SELECT id FROM orders").fetchall() == [("48291",)]
+    db.close()
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE conversations (conversation_id TEXT, body TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(SupportbotError, match="conversations"):
+        History(other)
