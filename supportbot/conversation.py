@@ -165,7 +165,8 @@ class TurnRunner:
         attachments = [
             {"kind": "image", "filename": im.filename, "format": im.source_format, "width": im.source_width,
              "height": im.source_height, "sent_width": im.width, "sent_height": im.height, "payload_bytes": im.payload_bytes,
-             "path": str(path)}
+             # Not "path": Gradio treats any output dict with a "path" key as a file to serve.
+             "local_file": str(path)}
             for im, path in zip(images, found.image_paths)
         ] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": turn})

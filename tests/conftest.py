@@ -26,3 +26,32 @@ def store(tmp_path: Path, today: date) -> Iterator[Store]:
     s = Store(tmp_path / "supportbot.db", today=today)
     yield s
     s.close()
+
+
+# --- a launched app on the offline engine, shared by the gradio_client and browser tests ---
+
+import os  # noqa: E402
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def launch_app(data_dir: Path, **overrides):
+    """Build and launch the playground on a free loopback port; returns (demo, url)."""
+    from supportbot.config import Settings
+    from supportbot.ui.app import build_app, launch_options
+
+    settings = Settings.load({"data_dir": data_dir, "engine": "offline", **overrides}, environ={}, dotenv_path=None)
+    demo = build_app(settings)
+    options = launch_options(settings, env={})
+    options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.queue(default_concurrency_limit=settings.concurrency_limit)
+    _, url, _ = demo.launch(**options)
+    return demo, url
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a playground launched for this test module."""
+    demo, url = launch_app(tmp_path_factory.mktemp("app-data"))
+    yield url
+    demo.close()

@@ -135,7 +135,9 @@ def compose(turn: Turn, offered: set[str]) -> str:
     for outcome in turn.outcomes:
         if (paragraph := answers.render_outcome(outcome, lang)) is not None:
             parts.append(paragraph)
-    if not turn.outcomes or all(o.name == "update_ticket" for o in turn.outcomes):
+    attached = bool(facts.images or facts.logs)
+    # With an attachment the answer is about it; a "can't look that up" line would only confuse.
+    if not attached and (not turn.outcomes or all(o.name == "update_ticket" for o in turn.outcomes)):
         parts.append(answers.direct_reply(facts, offered if not turn.outcomes else set(), lang))
     for url in facts.images:
         parts.append(describe_image(url, lang))

@@ -158,10 +158,9 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                         ticket_error = event.error
                     yield (*panels(session, mode, live_turn, ticket_error), None, session)
             except SupportbotError as exc:
-                # Bad input: say why, keep the message in the box, lose nothing.
-                gr.Warning(str(exc))
-                yield (*panels(session, mode), message, session)
-                return
+                # Bad input (all checked before the turn starts): the error names the problem, the
+                # message stays in the box and the session is untouched. Scripts get it as an exception.
+                raise gr.Error(str(exc), title="Could not send that") from None
             yield (*panels(session, mode, None, ticket_error), None, session)
 
         chat_event = msg.submit(chat, [msg, model, steps, ticket_mode, state], [*outputs, msg, state],

@@ -46,7 +46,7 @@ def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
     if msg.get("content"):
         out.append({"role": "user", "content": msg["content"]})
     for att in msg.get("attachments", []):
-        path = att.get("path")
+        path = att.get("local_file")
         if att["kind"] == "image" and path and Path(path).exists():
             out.append({"role": "user", "content": {"path": path, "alt_text": att["filename"]}})
         elif att["kind"] == "image":
