@@ -300,5 +300,7 @@ def compact(history: list[dict[str, Any]], model: ModelInfo) -> tuple[list[dict[
         if isinstance(content, str) and content and m["role"] in ("user", "assistant"):
             first = content.strip().splitlines()[0] if content.strip() else ""
             points.append(f"- {m['role']}: {first[:160]}")
-    summary = "\n".join(["Summary of earlier turns (compacted to fit the context window):", *points[-40:]])
+    if len(points) > 34:  # the opening (the original problem) and the latest points matter most
+        points = [*points[:4], f"- … {len(points) - 34} more messages omitted …", *points[-30:]]
+    summary = "\n".join(["Summary of earlier turns (compacted to fit the context window):", *points])
     return [{"role": "user", "content": summary}, {"role": "assistant", "content": "Noted; continuing from that summary."}, *recent], summary

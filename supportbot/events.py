@@ -27,8 +27,8 @@ class RouteDecision:
     rule: str = ""  # machine-readable rule name, e.g. "vision", "long_context", "manual"
 
     def to_json(self) -> dict[str, Any]:
-        """A plain dict for /session and persistence."""
-        return asdict(self)
+        """A plain dict for /session and persistence (lists, as JSON has no tuples)."""
+        return asdict(self) | {"fallbacks": list(self.fallbacks)}
 
 
 @dataclass(frozen=True)

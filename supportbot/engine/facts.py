@@ -88,7 +88,7 @@ class Facts:
             return "refund"
         if self.logs or self.images:
             return "technical"
-        if self.order_ids:
+        if self.order_ids or self.earlier_order_ids:
             return "order_status"
         if any(w in lowered for w in ("password", "login", "log in", "account", "contraseña", "cuenta")):
             return "account"

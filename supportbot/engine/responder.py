@@ -77,6 +77,9 @@ def offered_tools(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["function"]["name"]: t["function"].get("parameters") or {} for t in body.get("tools") or ()}
 
 
+TICKET_CATEGORIES = ("order_status", "refund", "returns", "technical", "account", "billing")
+
+
 def plan_calls(facts: Facts, offered: Mapping[str, Mapping[str, Any]]) -> list[ToolCall]:
     """The tool calls the rules want for a fresh user turn, limited to the offered tools."""
     wanted: list[tuple[str, dict[str, Any]]] = []
@@ -98,7 +101,10 @@ def plan_calls(facts: Facts, offered: Mapping[str, Mapping[str, Any]]) -> list[T
         wanted.append(("escalate_to_human", {"reason": reason + " ".join(facts.text.split())[:200],
                                              "priority": facts.priority}))
     if "update_ticket" in offered:
-        wanted.append(("update_ticket", ticket_hints(facts)))
+        hints = ticket_hints(facts)
+        if hints["category"] not in TICKET_CATEGORIES:
+            del hints["category"]  # nothing new this turn: leave the category already recorded
+        wanted.append(("update_ticket", hints))
     return [ToolCall(name, fit_arguments(args, offered[name])) for name, args in wanted if name in offered]
 
 
