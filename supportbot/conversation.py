@@ -187,19 +187,25 @@ class TurnRunner:
         ctx = ToolContext(self.s.store, session.conversation_id, _transcript(session), session.ticket_fields)
         progress(0.5, f"Asking {model.name}")
         answer, done = "", None
-        async for event in self.s.agent.run_turn([*history, user_msg], model, ctx, turn=turn):
-            if isinstance(event, ToolCallFinished):
-                session.tool_calls.append({"turn": turn, **event.to_json()})
-                self.s.history.save(session)
-            elif isinstance(event, UsageReported):
-                session.usage.append(event.record.to_json())
-            elif isinstance(event, ErrorEvent):
-                session.messages.append({"role": "assistant", "content": answer, "error": event.message, "error_kind": event.kind, "turn": turn, "model": model.id})
-            elif isinstance(event, TextDelta):
-                answer += event.text
-            elif isinstance(event, Done):
-                done = event
-            yield event
+        try:
+            async for event in self.s.agent.run_turn([*history, user_msg], model, ctx, turn=turn):
+                if isinstance(event, ToolCallFinished):
+                    session.tool_calls.append({"turn": turn, **event.to_json()})
+                    self.s.history.save(session)
+                elif isinstance(event, UsageReported):
+                    session.usage.append(event.record.to_json())
+                elif isinstance(event, ErrorEvent):
+                    session.messages.append({"role": "assistant", "content": answer, "error": event.message, "error_kind": event.kind, "turn": turn, "model": model.id})
+                elif isinstance(event, TextDelta):
+                    answer += event.text
+                elif isinstance(event, Done):
+                    done = event
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            # Stopped by the user: show what arrived, keep the model's memory as before the turn.
+            session.messages.append({"role": "assistant", "content": answer, "stopped": True, "turn": turn, "model": model.id})
+            self.s.history.save(session)
+            raise
         assert done is not None
         if done.ok:
             session.messages.append({"role": "assistant", "content": done.text, "turn": turn, "model": model.id})

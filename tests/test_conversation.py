@@ -174,3 +174,46 @@ def test_a_chosen_model_too_small_for_the_history_compacts_and_says_so(runner: T
     notes = [e.text for e in events if isinstance(e, Notice)]
     assert notes and "compacted" in notes[0]
     assert session.history[0]["content"].startswith("Summary of earlier turns")
+
+
+def test_stopping_a_turn_keeps_what_arrived_and_the_history_consistent(tmp_path: Path):
+    engine = OfflineEngine(stream_delay_s=0.05)
+    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
+    runner = TurnRunner(Services.create(settings, engine))
+    session = Session()
+    run(runner, session, "Where is my order #48291?")
+    history = list(session.history)
+
+    async def stop_midway():
+        async def consume():
+            async for _ in runner.run(session, "What is your return policy?"):
+                pass
+
+        task = asyncio.create_task(consume())
+        while not any(m.get("turn") == 2 for m in session.messages if m["role"] == "user"):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_midway())
+    assert session.history == history
+    last = session.messages[-1]
+    assert last["role"] == "assistant" and last["stopped"] and last["turn"] == 2
+    assert runner.s.history.load(session.conversation_id).messages[-1]["stopped"]
+    run(runner, session, "thanks")  # still usable
+    assert session.turn == 3 and not session.messages[-1].get("stopped")
+
+
+def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
+    from supportbot.engine import start_server
+
+    served = OfflineEngine(model_ids=["llama-3.3-70b", "qwen-3-32b"])
+    with start_server(served) as server:
+        settings = Settings.load({"data_dir": tmp_path, "engine": "live", "api_key": "k", "base_url": server.base_url},
+                                 environ={}, dotenv_path=None)
+        services = Services.create(settings)
+        catalog = asyncio.run(services.check_catalog())
+    assert "glm-5" in catalog.unlisted and "llama-3.3-70b" not in catalog.unlisted
+    assert len(catalog.models) == 10

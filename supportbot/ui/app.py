@@ -165,13 +165,13 @@ def build_app(settings: Settings | None = None, services: Services | None = None
 
         chat_event = msg.submit(chat, [msg, model, steps, ticket_mode, state], [*outputs, msg, state],
                                 api_name="chat", concurrency_limit=settings.concurrency_limit, show_progress="minimal")
-        msg.stop(None, None, None, cancels=[chat_event], api_visibility="private")
-
+        turn_events = [chat_event]
         for btn, (_, text, files) in zip(example_btns, EXAMPLES):
             example = {"text": text, "files": [str(SAMPLES / f) for f in files]}
-            btn.click(lambda ex=example: ex, None, msg, api_visibility="private").then(
+            turn_events.append(btn.click(lambda ex=example: ex, None, msg, api_visibility="private").then(
                 chat, [msg, model, steps, ticket_mode, state], [*outputs, msg, state],
-                concurrency_limit=settings.concurrency_limit, api_visibility="private")
+                concurrency_limit=settings.concurrency_limit, api_visibility="private"))
+        msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
         def redraw(mode: str, session: Session | None):
             return panels(session or Session(), mode)

@@ -86,6 +86,8 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
         elif msg["role"] == "assistant":
             answered.add(turn)
             content = msg.get("content") or ""
+            if msg.get("stopped"):
+                content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
             if msg.get("error"):
                 content = (content + "\n\n" if content else "") + f"⚠️ **Something went wrong.** {msg['error']}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
