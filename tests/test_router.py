@@ -59,13 +59,30 @@ def test_logs_route_by_size(log_tokens: int, model: str, rule: str):
     assert d.est_tokens <= d.context_window or d.reduce_logs_to is not None
 
 
-def test_windows_are_checked_just_below_at_and_above_the_triage_limit():
-    window = CATALOG.get("llama-3.3-70b").context_window
+def largest_log_that_fits(window: int) -> int:
+    """The largest attached log (tokens) whose prompt, with the margin, fits ``window``."""
     guess = int(window / (1 + POLICY.safety_margin)) - TurnFacts("log").prompt_tokens()
-    # The largest log that still fits (with the margin), then one token more.
-    fits = max(n for n in range(guess - 50, guess + 50) if tokens.with_margin(TurnFacts("log", log_tokens=n).prompt_tokens(), POLICY.safety_margin) <= window)
-    assert decide(TurnFacts("log", log_tokens=fits)).model != "kimi-k2.6"
-    assert decide(TurnFacts("log", log_tokens=fits + 1)).model == "kimi-k2.6"
+    return max(n for n in range(guess - 50, guess + 50)
+               if tokens.with_margin(TurnFacts("log", log_tokens=n).prompt_tokens(), POLICY.safety_margin) <= window)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "below", "above"),
+    [("llama-3.3-70b", "deepseek-r1-0528", "kimi-k2.6"),  # the triage window
+     ("kimi-k2.6", "kimi-k2.6", "deepseek-v4-flash"),  # the first long-context window
+     ("deepseek-v4-flash", "deepseek-v4-flash", "deepseek-v4-flash")],  # the largest: above it, the log is reduced
+)
+def test_logs_just_below_at_and_above_each_window(model_id: str, below: str, above: str):
+    fits = largest_log_that_fits(CATALOG.get(model_id).context_window)
+    for n in (fits - 1000, fits):
+        d = decide(TurnFacts("log", log_tokens=n))
+        assert d.model == below and d.reduce_logs_to is None and d.est_tokens <= d.context_window
+    d = decide(TurnFacts("log", log_tokens=fits + 1))
+    assert d.model == above
+    if model_id == "deepseek-v4-flash":
+        assert d.reduce_logs_to is not None and d.reduce_logs_to <= fits
+    else:
+        assert d.reduce_logs_to is None
 
 
 def test_a_log_beyond_every_window_is_reduced_to_fit_and_the_reason_says_so():

@@ -139,3 +139,15 @@ def test_launch_options_for_spaces_and_local():
     assert launch_options(s, env={"SYSTEM": "spaces", "GRADIO_SERVER_PORT": "9000"})["server_port"] == 9000
     opts = launch_options(s, env={"GRADIO_SERVER_NAME": "10.0.0.5"})
     assert opts["server_name"] == "10.0.0.5" and opts["run_history"] is False and opts["max_file_size"] == "50mb"
+
+
+def test_routes_in_session_show_each_rule(client: Client):
+    """Spanish -> Qwen; a pasted 300K-token log -> DeepSeek V4 Flash; all visible in /session."""
+    turn(client, "Hola, ¿dónde está mi pedido #48291? Debía llegar ayer.")
+    line = "2026-11-27T10:00:01.123Z INFO [worker-3] req-7f3a91c2 GET /api/orders/48291 200 in 35ms\n"
+    pasted = line * (600_000 // len(line) + 1)  # ~300K tokens at 2 characters a token
+    session = turn(client, "Here is our log:\n" + pasted)
+    routes = [(r["model"], r["category"]) for r in session["routes"]]
+    assert routes == [("qwen-3-32b", "multilingual"), ("deepseek-v4-flash", "long_context")]
+    user = [m for m in session["messages"] if m["role"] == "user"][-1]
+    assert user["attachments"][0]["kind"] == "log" and user["attachments"][0]["est_tokens"] > 262_144

@@ -23,7 +23,7 @@ from supportbot.ui.render import STEP_MODES, LiveTurn
 SAMPLES = ASSETS_DIR / "samples"
 AUTO = "auto"
 EXAMPLES: list[tuple[str, str, list[str]]] = [
-    ("📦 Order status", "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried.", []),
+    ("📦 Order", "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried.", []),
     ("💸 Refund", "I'd like a refund for order #48258, it never arrived.", []),
     ("📖 Policy", "What is your return policy for opened items?", []),
     ("😠 Escalation", "This is ridiculous!!! My order #48291 is late AGAIN. I want to talk to a human NOW.", []),
@@ -96,7 +96,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 with gr.Row():
                     model = gr.Dropdown(model_choices(services), value=AUTO, label="Model", scale=3, min_width=200)
                     steps = gr.Dropdown(list(STEP_MODES), value="all", label="Agent steps in chat", scale=2, min_width=120)
-                    ticket_mode = gr.Dropdown([("inline (no extra request)", "inline"), ("extraction call (+1 request)", "extraction")],
+                    ticket_mode = gr.Dropdown([("inline (no extra request)", "inline"), ("extraction (+1 request)", "extraction")],
                                               value=settings.ticket_mode, label="Ticket mode", scale=2, min_width=150)
                 chatbot = gr.Chatbot(label="Conversation", height=370, show_label=False, group_consecutive_messages=False, buttons=["copy_all"],
                                      placeholder="**Ask about an order, a refund or a policy** — or pick an example below.")
