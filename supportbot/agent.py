@@ -203,6 +203,8 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
     """Turn an SDK error into an ApiError whose message says what to do."""
     status = getattr(exc, "status_code", None)
     detail = _server_message(exc)
+    if settings.api_key is not None:  # some servers echo the key they rejected: never show it
+        detail = detail.replace(settings.api_key.get_secret_value(), "***")
     attempts = settings.max_retries + 1
     if isinstance(exc, openai.APITimeoutError):
         return ApiError("timeout", f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts} attempts). The service may be busy: try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.")

@@ -252,3 +252,14 @@ def test_the_sync_and_async_sdk_both_work_in_process(store: Store):
     client = openai.OpenAI(base_url="http://offline.engine/v1", api_key="offline", http_client=httpx.Client(transport=engine.transport()))
     reply = client.chat.completions.create(model="llama-3.3-70b", messages=[{"role": "user", "content": "hello"}], max_tokens=200)
     assert reply.choices[0].message.content and reply.usage.total_tokens > 0
+
+
+def test_a_server_echoing_the_key_never_gets_it_shown(store: Store):
+    secret = "sk-oxlo-very-secret-123"
+    body = {"error": {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error", "code": "invalid_api_key"}}
+    script = Scripted(httpx.Response(401, json=body))
+    s = settings(api_key=secret, engine="live")
+    events = run(Agent(s, scripted_factory(s, script)), "hi", store)
+    err = by_type(events, ErrorEvent)[0]
+    assert err.kind == "auth" and secret not in err.message and "***" in err.message
+    assert script.bodies  # the request was really made
