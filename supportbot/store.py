@@ -1,8 +1,9 @@
 """SQLite store: customers, orders, knowledge base, refunds and escalations.
 
 One connection in WAL mode, shared by asyncio handlers and worker threads behind a
-re-entrant lock. The demo data under ``assets/demo`` is validated and seeded on
-first use; dates in it are day offsets from the seeding day so the demo stays fresh.
+re-entrant lock. The demo data under ``assets/demo`` is validated (see
+``supportbot.demo_data``) and seeded on first use; dates in it are day offsets from
+the seeding day so the demo stays fresh.
 Other modules may keep their own tables in the same file via ``execute`` and
 ``transaction``.
 """
@@ -18,11 +19,35 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from supportbot.demo_data import (
+    CustomerEntry,
+    ItemEntry,
+    KbEntry,
+    OrderEntry,
+    Policy,
+    load_policy,
+    read_entries,
+    read_kb,
+)
 from supportbot.errors import CatalogError
+
+# Policy and the entry models moved to supportbot.demo_data; they stay importable from here.
+__all__ = [
+    "DEFAULT_ASSETS",
+    "KB_CATEGORIES",
+    "ORDER_STATUSES",
+    "CustomerEntry",
+    "ItemEntry",
+    "KbEntry",
+    "OrderEntry",
+    "Policy",
+    "Store",
+    "fts_query",
+    "load_policy",
+    "normalize_order_id",
+]
 
 DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ORDER_STATUSES = ("processing", "shipped", "delivered", "delayed", "cancelled", "refunded")
@@ -36,7 +61,6 @@ _STOPWORDS = frozenset(
     "will with would you your".split()
 )
 _MAX_QUERY_TERMS = 24
-_M = TypeVar("_M", bound=BaseModel)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,168 +85,6 @@ CREATE TABLE IF NOT EXISTS escalations (
     ticket_id TEXT PRIMARY KEY, reason TEXT NOT NULL, priority TEXT NOT NULL, summary TEXT NOT NULL,
     conversation_id TEXT, status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL);
 """
-
-
-# --- demo data models: the files are user-editable, so every entry is checked --------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CustomerEntry(_Strict):
-    id: str = Field(pattern=r"^C\d{4,}$")
-    name: str = Field(min_length=1)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    tier: Literal["standard", "plus", "premium"]
-    language: str = Field(pattern=r"^[a-z]{2}$")
-    created_days_ago: int = Field(ge=0)
-
-
-class ItemEntry(_Strict):
-    sku: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    qty: int = Field(ge=1)
-    unit_price: float = Field(ge=0)
-
-
-class OrderEntry(_Strict):
-    id: str = Field(pattern=r"^\d{4,10}$")
-    customer_id: str
-    status: Literal["processing", "shipped", "delivered", "delayed", "cancelled", "refunded"]
-    status_detail: str | None = None
-    ordered_days_ago: int = Field(ge=0)
-    shipped_days_ago: int | None = Field(default=None, ge=0)
-    eta_days: int | None = Field(default=None, description="days from seeding; negative = past")
-    delivered_days_ago: int | None = Field(default=None, ge=0)
-    cancelled_days_ago: int | None = Field(default=None, ge=0)
-    refunded_days_ago: int | None = Field(default=None, ge=0)
-    carrier: str | None = None
-    tracking_number: str | None = None
-    items: list[ItemEntry] = Field(min_length=1)
-    total: float = Field(ge=0)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OrderEntry:
-        needs = {
-            "shipped": ("shipped_days_ago", "eta_days", "carrier", "tracking_number"),
-            "delayed": ("shipped_days_ago", "eta_days"),
-            "delivered": ("shipped_days_ago", "delivered_days_ago"),
-            "cancelled": ("cancelled_days_ago",),
-            "refunded": ("refunded_days_ago",),
-        }.get(self.status, ())
-        missing = [name for name in needs if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"a {self.status} order needs {', '.join(missing)}")
-        # Every event happens on or after the order day (offsets count backwards).
-        for name in ("shipped_days_ago", "delivered_days_ago", "cancelled_days_ago", "refunded_days_ago"):
-            value = getattr(self, name)
-            if value is not None and value > self.ordered_days_ago:
-                raise ValueError(f"{name} ({value}) is before the order date (ordered_days_ago {self.ordered_days_ago})")
-        if self.eta_days is not None and self.eta_days < -self.ordered_days_ago:
-            raise ValueError(f"eta_days ({self.eta_days}) is before the order date")
-        expected = round(sum(i.qty * i.unit_price for i in self.items), 2)
-        if abs(expected - self.total) > 0.005:
-            raise ValueError(f"total {self.total} does not match the items ({expected})")
-        return self
-
-
-class KbEntry(_Strict):
-    id: str = Field(pattern=r"^KB-\d{3,}$")
-    title: str = Field(min_length=3)
-    category: Literal[
-        "shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting"
-    ]
-    body: str = Field(min_length=40)
-
-
-class Policy(_Strict):
-    """Refund and returns policy from ``policy.json``; ``notes`` documents each decision."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    refund_window_days: int = Field(ge=0, le=365)
-    return_window_days: int = Field(ge=0, le=365)
-    lost_parcel_days_after_eta: int = Field(ge=1, le=90)
-    refund_processing: str
-    warranty_months: int = Field(ge=0)
-    notes: dict[str, str] = Field(default_factory=dict)
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-    return "; ".join(parts)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(path.name, f"file not found at {path}") from None
-    except json.JSONDecodeError as exc:
-        raise CatalogError(path.name, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
-
-
-def _validate_list(path: Path, model: type[_M], label: str) -> list[_M]:
-    raw = _read_json(path)
-    if not isinstance(raw, list):
-        raise CatalogError(path.name, "expected a JSON list of entries")
-    out: list[_M] = []
-    seen: set[str] = set()
-    for i, entry in enumerate(raw):
-        name = f"{path.name}[{i}]"
-        if isinstance(entry, dict) and "id" in entry:
-            name += f" ({label} {entry['id']})"
-        try:
-            item = model.model_validate(entry)
-        except ValidationError as exc:
-            raise CatalogError(name, _describe(exc)) from None
-        if item.id in seen:  # type: ignore[attr-defined]
-            raise CatalogError(name, "duplicate id")
-        seen.add(item.id)  # type: ignore[attr-defined]
-        out.append(item)
-    return out
-
-
-def _read_kb(kb_dir: Path) -> list[KbEntry]:
-    """Parse ``kb/*.md``: a ``---`` header of ``key: value`` lines, then the body."""
-    files = sorted(kb_dir.glob("*.md"))
-    if not files:
-        raise CatalogError(f"{kb_dir.name}/", f"no knowledge-base articles (*.md) in {kb_dir}")
-    articles: list[KbEntry] = []
-    seen: set[str] = set()
-    for path in files:
-        name = f"kb/{path.name}"
-        text = path.read_text(encoding="utf-8")
-        match = re.match(r"\A---\s*\n(.*?)\n---\s*\n(.*)\Z", text, re.S)
-        if not match:
-            raise CatalogError(name, "must start with a '---' header (id, title, category) closed by '---'")
-        fields: dict[str, str] = {}
-        for line in match.group(1).splitlines():
-            key, sep, value = line.partition(":")
-            if not sep:
-                raise CatalogError(name, f"header line {line!r} is not 'key: value'")
-            fields[key.strip()] = value.strip()
-        try:
-            article = KbEntry.model_validate({**fields, "body": match.group(2).strip()})
-        except ValidationError as exc:
-            raise CatalogError(name, _describe(exc)) from None
-        if article.id in seen:
-            raise CatalogError(name, f"duplicate article id {article.id}")
-        seen.add(article.id)
-        articles.append(article)
-    return articles
-
-
-def load_policy(demo_dir: Path) -> Policy:
-    """Read and validate ``policy.json``."""
-    try:
-        return Policy.model_validate(_read_json(demo_dir / "policy.json"))
-    except ValidationError as exc:
-        raise CatalogError("policy.json", _describe(exc)) from None
 
 
 def fts_query(text: str) -> str:
@@ -321,9 +183,9 @@ class Store:
             # Checked inside the write transaction so two processes cannot both seed.
             if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded_on'").fetchone():
                 return
-            customers = _validate_list(self._demo_dir / "customers.json", CustomerEntry, "customer")
-            orders = _validate_list(self._demo_dir / "orders.json", OrderEntry, "order")
-            articles = _read_kb(self._demo_dir / "kb")
+            customers = read_entries(self._demo_dir / "customers.json", CustomerEntry, "customer")
+            orders = read_entries(self._demo_dir / "orders.json", OrderEntry, "order")
+            articles = read_kb(self._demo_dir / "kb")
             known = {c.id for c in customers}
             for i, order in enumerate(orders):
                 if order.customer_id not in known:

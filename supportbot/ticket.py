@@ -3,8 +3,8 @@
 Two modes fill the same :class:`Ticket`:
 
 * inline (no extra request): tool facts, the ``update_ticket`` tool's fields and
-  deterministic heuristics over the transcript. Precedence: tool facts win over
-  model-set fields, which win over heuristics.
+  deterministic heuristics over the transcript (``supportbot.ticket_rules``).
+  Precedence: tool facts win over model-set fields, which win over heuristics.
 * extraction (one extra request, two at most): the model fills the schema through
   ``response_format``; invalid output gets one repair attempt, then an error the
   panel can show. Never raises for model or API failures: the chat goes on.
@@ -27,12 +27,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from supportbot.catalog import ModelInfo
 from supportbot.events import UsageRecord
 from supportbot.language import detect_language
+from supportbot.ticket_rules import (
+    EMAIL_RE,
+    ORDER_RE,
+    Category,
+    Priority,
+    Sentiment,
+    Status,
+    category_of,
+    frustration_of,
+    message_text,
+    priority_of,
+    sentiment_of,
+    status_of,
+    summary_of,
+    user_texts,
+)
 from supportbot.tokens import estimate_messages, estimate_tokens
-
-Category = Literal["order_status", "refund", "returns", "technical", "account", "billing", "other"]
-Sentiment = Literal["positive", "neutral", "negative"]
-Priority = Literal["low", "normal", "high", "urgent"]
-Status = Literal["resolved", "pending_customer", "escalated"]
 
 
 class Customer(BaseModel):
@@ -110,129 +121,6 @@ def ticket_json_schema() -> dict[str, Any]:
 def ticket_id_for(conversation_id: str) -> str:
     """Stable ticket id for a conversation; a hash, so it never leaks the (secret) conversation id."""
     return "TCK-" + hashlib.sha256(conversation_id.encode()).hexdigest()[:8].upper()
-
-
-# ---------------------------------------------------------------- heuristics
-
-_ORDER_RE = re.compile(r"(?i)(?:\border\s*(?:number|no\.?|id)?\s*[:#]?\s*|#)(\d{4,10})\b")
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Regexes, matched at word starts: plain substrings would read "app" in "appreciate"
-# and "log" in "login". Dict order breaks ties, so order_status (the common case) is first.
-_CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
-    "order_status": (r"where is", r"tracking", r"deliver\w*", r"arriv\w*", r"ship(?:ping|ped)", r"package",
-                     r"parcel", r"order status", r"late"),
-    "refund": (r"refund\w*", r"money back", r"reimburs\w*", r"chargeback"),
-    "returns": (r"return\w*", r"exchang\w*", r"send it back", r"rma"),
-    "billing": (r"invoice\w*", r"bill(?:ing|ed)", r"charged?", r"payment\w*", r"receipt\w*", r"subscription\w*"),
-    "account": (r"password\w*", r"log ?in", r"sign ?in", r"account\w*", r"2fa", r"username\w*"),
-    "technical": (r"error\w*", r"crash\w*", r"bug\w*", r"not working", r"doesn'?t work", r"broken", r"stack ?trace",
-                  r"exception\w*", r"logs?", r"screenshot\w*", r"firmware", r"won'?t turn on", r"app"),
-}
-_TOOL_CATEGORY = {"request_refund": "refund", "check_order_status": "order_status"}
-_ANGRY = ("ridiculous", "unacceptable", "angry", "furious", "terrible", "worst", "useless", "scam",
-          "awful", "horrible", "pathetic", "fed up", "sick of", "waste of time", "joke", "incompetent")
-_MILD = ("worried", "concerned", "upset", "disappointed", "frustrated", "annoyed", "still", "again",
-         "waiting", "late", "unhappy")
-_HUMAN = ("human", "real person", "manager", "supervisor", "agent")
-_POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "appreciate", "excellent", "wonderful")
-_URGENT = ("urgent", "asap", "emergency", "immediately")
-_COURTESY_Q = re.compile(r"(?i)(anything else|something else|help you with|further questions|other questions)[^?]*\?")
-_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
-_ACRONYMS = {"USB", "LED", "API", "UPS", "DHL", "USPS", "ETA", "PDF", "SKU", "FAQ", "URL", "ID", "EUR", "USD"}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
-    return [_text(m.get("content")) for m in messages if m.get("role") == "user"]
-
-
-def _has_word(low: str, word: str) -> bool:
-    return re.search(rf"\b{re.escape(word)}\b", low) is not None
-
-
-def _message_anger(text: str) -> int:
-    low = text.lower()
-    score = 2 * min(2, sum(_has_word(low, w) for w in _ANGRY))
-    score += 1 if any(_has_word(low, w) for w in _MILD) else 0
-    score += 1 if "!!" in text else 0
-    caps = [w for w in _CAPS_WORD.findall(text) if w not in _ACRONYMS]
-    score += 1 if caps else 0
-    score += 1 if any(_has_word(low, w) for w in _HUMAN) and re.search(r"\b(talk|speak|want|need)\b", low) else 0
-    return score
-
-
-def frustration_of(messages: list[dict[str, Any]]) -> int:
-    """0..3 from the user's words; the latest message counts most, earlier anger fades by one."""
-    level = 0
-    for text in _user_texts(messages):
-        level = max(min(3, _message_anger(text)), level - 1)
-    return level
-
-
-def _sentiment(messages: list[dict[str, Any]], frustration: int) -> Sentiment:
-    texts = _user_texts(messages)
-    last = texts[-1].lower() if texts else ""
-    if frustration >= 1 and not any(w in last for w in _POSITIVE):
-        return "negative"
-    if any(w in last for w in _POSITIVE):
-        return "positive"
-    return "neutral"
-
-
-def _category(user_text: str, tool_names: list[str]) -> Category:
-    low = user_text.lower()
-    scores = {cat: sum(len(re.findall(rf"\b{w}\b", low)) for w in words) for cat, words in _CATEGORY_WORDS.items()}
-    # "refund" and "return" are explicit wishes; they beat the order talk that comes with them.
-    for cat in ("refund", "returns"):
-        if scores[cat]:
-            return cat
-    for name in tool_names:
-        if name in _TOOL_CATEGORY:
-            return _TOOL_CATEGORY[name]  # type: ignore[return-value]
-    best = max(scores, key=lambda c: scores[c])
-    return best if scores[best] else "other"  # type: ignore[return-value]
-
-
-def _status(messages: list[dict[str, Any]], escalated: bool) -> Status:
-    if escalated:
-        return "escalated"
-    last = next((m for m in reversed(messages) if m.get("role") in ("user", "assistant")), None)
-    if last is None or last.get("role") != "assistant" or not _text(last.get("content")).strip():
-        return "pending_customer"  # no answer yet: nothing was resolved
-    answer = _COURTESY_Q.sub("", _text(last.get("content")))
-    return "pending_customer" if "?" in answer else "resolved"
-
-
-def _priority(frustration: int, category: str, escalated: bool, user_text: str) -> Priority:
-    urgent_words = any(w in user_text.lower() for w in _URGENT)
-    if frustration >= 3 or (urgent_words and frustration >= 2):
-        return "urgent"
-    if frustration >= 2 or escalated or urgent_words or category in ("refund", "billing"):
-        return "high"
-    if frustration == 0 and category == "other":
-        return "low"
-    return "normal"
-
-
-def _first_sentence(text: str, limit: int = 140) -> str:
-    sentence = re.split(r"(?<=[.?!])\s", text.strip(), maxsplit=1)[0]
-    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
-
-
-def _summary(category: str, order_ids: list[str], user_texts: list[str]) -> str:
-    orders = ", ".join(order_ids)
-    templates = {"order_status": "Customer asks where order {o} is.", "refund": "Customer wants a refund for order {o}.",
-                 "returns": "Customer wants to return order {o}."}
-    if orders and category in templates:
-        return templates[category].format(o=orders)
-    return _first_sentence(user_texts[0]) if user_texts else "No customer message yet."
 
 
 # ---------------------------------------------------------------- tool facts
@@ -344,23 +232,23 @@ def build_inline(
 ) -> Ticket:
     """Build the ticket without a request: tool facts > update_ticket fields > heuristics."""
     facts = _tool_facts(tool_calls)
-    users = _user_texts(messages)
+    users = user_texts(messages)
     all_user = "\n".join(users)
-    order_ids = _merge_unique(facts.order_ids, _ORDER_RE.findall(all_user))
-    emails = _EMAIL_RE.findall(all_user)
+    order_ids = _merge_unique(facts.order_ids, ORDER_RE.findall(all_user))
+    emails = EMAIL_RE.findall(all_user)
     frustration = frustration_of(messages)
-    category = _category(all_user, facts.tool_names)
+    category = category_of(all_user, facts.tool_names)
     escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
-    status = _status(messages, escalated)
+    status = status_of(messages, escalated)
     heur: dict[str, Any] = {
         "ticket_id": ticket_id_for(conversation_id),
         "customer": Customer(id=None, email=emails[-1]) if emails else None,
         "order_ids": order_ids,
         "category": category,
-        "intent_summary": _summary(category, order_ids, users),
-        "sentiment": _sentiment(messages, frustration),
+        "intent_summary": summary_of(category, order_ids, users),
+        "sentiment": sentiment_of(messages, frustration),
         "frustration": frustration,
-        "priority": _priority(frustration, category, escalated, all_user),
+        "priority": priority_of(frustration, category, escalated, all_user),
         "language": detect_language(all_user) if all_user.strip() else (previous.language if previous else "en"),
         "actions_taken": [],
         "status": status,
@@ -398,8 +286,8 @@ class Extraction:
 
 
 def _transcript(messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]]) -> str:
-    lines = [f"{m.get('role', '?')}: {_text(m.get('content'))}" for m in messages
-             if m.get("role") in ("user", "assistant") and _text(m.get("content")).strip()]
+    lines = [f"{m.get('role', '?')}: {message_text(m.get('content'))}" for m in messages
+             if m.get("role") in ("user", "assistant") and message_text(m.get("content")).strip()]
     for call in tool_calls:
         args = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
         result = json.dumps(call.get("result") if call.get("ok", True) else {"error": call.get("error")},
