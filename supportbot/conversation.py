@@ -252,11 +252,13 @@ class TurnRunner:
             for record in result.usage:
                 session.usage.append(record.to_json())
                 yield UsageReported(record)
+            session.ticket_error = result.error
             if result.ticket is None:
                 yield TicketUpdated(session.ticket, error=result.error)
                 return
             ticket = result.ticket
         else:
+            session.ticket_error = None
             ticket = build_inline(conversation_id=session.conversation_id, messages=chat_messages(session), tool_calls=session.tool_calls,
                                   ticket_fields=session.ticket_fields, previous=_ticket_model(previous))
         session.ticket = ticket.model_dump(mode="json")

@@ -55,6 +55,7 @@ class Snapshot(BaseModel):
     usage: list[dict[str, Any]] = Field(default_factory=list)
     ticket: dict[str, Any] = Field(default_factory=dict)
     ticket_fields: dict[str, Any] = Field(default_factory=dict)
+    ticket_error: str | None = None
     turn: int = Field(0, ge=0)
 
 
@@ -131,6 +132,7 @@ def snapshot(session: Session) -> dict[str, Any]:
         "usage": session.usage,
         "ticket": session.ticket,
         "ticket_fields": session.ticket_fields,
+        "ticket_error": session.ticket_error,
         "turn": session.turn,
     }
 
@@ -155,6 +157,8 @@ class History:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
         with self._lock, self._db:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A turn saves several times; NORMAL skips the fsync per commit and stays crash-consistent in WAL.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA[0])
             cols = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
         if not {"id", "snapshot", "updated_at"} <= cols:

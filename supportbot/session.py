@@ -25,6 +25,10 @@ class Session:
     usage: list[dict[str, Any]] = field(default_factory=list)
     ticket: dict[str, Any] = field(default_factory=dict)
     ticket_fields: dict[str, Any] = field(default_factory=dict)  # set by the update_ticket tool
+    ticket_error: str | None = None  # the last extraction failure, shown in the Ticket panel
+    # Rendered pieces that never change once made (a finished tool call's step and row), so a
+    # redraw during streaming does not re-serialise every earlier call. Never exported.
+    render_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     turn: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -36,5 +40,6 @@ class Session:
             "routes": self.routes,
             "usage": self.usage,
             "ticket": self.ticket,
+            "ticket_error": self.ticket_error,
             "turns": self.turn,
         }

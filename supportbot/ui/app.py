@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import tempfile
@@ -15,10 +16,11 @@ import openai
 from supportbot.config import ASSETS_DIR, PACKAGE_DIR, Settings
 from supportbot.conversation import Services, TurnRunner
 from supportbot.errors import SupportbotError
-from supportbot.events import ErrorEvent, TextDelta, TicketUpdated, ToolCallFinished, ToolCallStarted
+from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
 from supportbot.session import Session
 from supportbot.ui import render, usage_view
 from supportbot.ui.render import STEP_MODES, LiveTurn
+from supportbot.ui.streaming import batches
 
 SAMPLES = ASSETS_DIR / "samples"
 AUTO = "auto"
@@ -71,19 +73,18 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     runner = TurnRunner(services)
     live = services.clients.engine is None
 
-    def panels(session: Session, mode: str, live_turn: LiveTurn | None = None, ticket_error: str | None = None) -> tuple:
+    def live_panels(session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
+        """What changes while a turn streams: cheap to render, sent on every redraw."""
+        return render.chat_view(session, mode, live_turn), render.tools_html(session), render.routes_html(session), render.context_meter(session)
+
+    def detail_panels(session: Session) -> tuple:
+        """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
         usage_html, plot = usage_view.render(session, services.pricing, settings.plan)
-        return (
-            render.chat_view(session, mode, live_turn),
-            render.tools_html(session),
-            session.tool_calls[::-1],
-            render.ticket_chips(session.ticket, ticket_error),
-            session.ticket or {},
-            render.routes_html(session),
-            usage_html,
-            plot,
-            render.context_meter(session),
-        )
+        return (copy.deepcopy(session.tool_calls[::-1]), render.ticket_chips(session.ticket, session.ticket_error),
+                copy.deepcopy(session.ticket), usage_html, plot)
+
+    def panels(session: Session, mode: str) -> tuple:
+        return (*live_panels(session, mode), *detail_panels(session))
 
     with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True) as demo:
         state = gr.State(None)
@@ -133,44 +134,52 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         session_btn = gr.Button(visible=False)
         load_btn = gr.Button(visible=False)
 
-        outputs = [chatbot, tool_html, tool_json, ticket_html, ticket_json, route_html, usage_html, usage_plot, meter]
+        live_outputs = [chatbot, tool_html, route_html, meter]
+        detail_outputs = [tool_json, ticket_html, ticket_json, usage_html, usage_plot]
+        outputs = [*live_outputs, *detail_outputs]
 
         async def chat(message: dict | str | None, model_id: str = AUTO, mode: str = "all", tmode: str = "inline",
                        session: Session | None = None, progress: gr.Progress = gr.Progress()):
-            """Run one turn: stream the answer, tool calls and panels."""
+            """Run one turn: stream the answer and tool calls; the detail panels follow when it ends."""
             session = session or Session()
             text, files = _parse_message(message)
             live_turn = LiveTurn(session.turn + 1)
-            ticket_error = None
             try:
                 events = runner.run(session, text, files, selected=model_id or AUTO, ticket_mode=tmode or settings.ticket_mode,
                                     progress=lambda f, d: progress(f, desc=d))
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        live_turn.text += event.text
-                    elif isinstance(event, ToolCallStarted):
-                        live_turn.pending[event.call_id] = (event.name, event.arguments)
-                    elif isinstance(event, ToolCallFinished):
-                        live_turn.pending.pop(event.call_id, None)
-                    elif isinstance(event, ErrorEvent):
-                        gr.Warning(event.message)
-                    elif isinstance(event, TicketUpdated):
-                        ticket_error = event.error
-                    yield (*panels(session, mode, live_turn, ticket_error), None, session)
+                async for batch in batches(events):
+                    for event in batch:
+                        if isinstance(event, TextDelta):
+                            live_turn.text += event.text
+                        elif isinstance(event, ToolCallStarted):
+                            live_turn.pending[event.call_id] = (event.name, event.arguments)
+                        elif isinstance(event, ToolCallFinished):
+                            live_turn.pending.pop(event.call_id, None)
+                        elif isinstance(event, ErrorEvent):
+                            gr.Warning(event.message)
+                    yield (*live_panels(session, mode, live_turn), None, session)
             except SupportbotError as exc:
                 # Bad input (all checked before the turn starts): the error names the problem, the
                 # message stays in the box and the session is untouched. Scripts get it as an exception.
                 raise gr.Error(str(exc), title="Could not send that") from None
-            yield (*panels(session, mode, None, ticket_error), None, session)
+            yield (*live_panels(session, mode), None, session)
 
-        chat_event = msg.submit(chat, [msg, model, steps, ticket_mode, state], [*outputs, msg, state],
+        def details(session: Session | None):
+            return detail_panels(session or Session())
+
+        chat_event = msg.submit(chat, [msg, model, steps, ticket_mode, state], [*live_outputs, msg, state],
                                 api_name="chat", concurrency_limit=settings.concurrency_limit, show_progress="minimal")
+        # Runs after the turn ends, stopped or not, so the panels always match the session.
+        chat_event.then(details, [state], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
+
         turn_events = [chat_event]
         for btn, (_, text, files) in zip(example_btns, EXAMPLES):
             example = {"text": text, "files": [str(SAMPLES / f) for f in files]}
-            turn_events.append(btn.click(lambda ex=example: ex, None, msg, api_visibility="private").then(
-                chat, [msg, model, steps, ticket_mode, state], [*outputs, msg, state],
-                concurrency_limit=settings.concurrency_limit, api_visibility="private"))
+            event = btn.click(lambda ex=example: ex, None, msg, api_visibility="private").then(
+                chat, [msg, model, steps, ticket_mode, state], [*live_outputs, msg, state],
+                concurrency_limit=settings.concurrency_limit, api_visibility="private")
+            event.then(details, [state], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
+            turn_events.append(event)
         msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
         def redraw(mode: str, session: Session | None):

@@ -41,6 +41,14 @@ def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
             "metadata": {"title": title, "status": "done", "duration": round(call["duration_ms"] / 1000, 3), "log": _short(call["arguments"], 60)}}
 
 
+def _cached(session: Session, kind: str, call: dict[str, Any], make: Any) -> Any:
+    """``make(call)`` once per finished call and kind; the cache lives in the session."""
+    key = f"{kind}:{call['turn']}:{call['call_id']}"
+    if key not in session.render_cache:
+        session.render_cache[key] = make(call)
+    return session.render_cache[key]
+
+
 def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if msg.get("content"):
@@ -75,7 +83,7 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
                 out.append({"role": "assistant", "content": r["reason"],
                             "metadata": {"title": f"🧭 Routed to {r['model']} ({r['category'].replace('_', ' ')})", "status": "done"}})
             if mode != "hidden":
-                out.extend(_tool_step(c) for c in calls.get(turn, []))
+                out.extend(_cached(session, "step", c, _tool_step) for c in calls.get(turn, []))
             if live is not None and live.turn == turn:
                 if mode != "hidden":
                     out.extend({"role": "assistant", "content": "Running…", "metadata": {"title": f"🔧 {name}", "status": "pending", "log": _short(args, 60)}}
@@ -151,19 +159,21 @@ def tools_html(session: Session) -> str:
     """The Tool calls panel: a row per call, newest first, each expandable to its full JSON."""
     if not session.tool_calls:
         return '<div class="sb-empty">No tool calls yet. Ask about an order (#48291), a refund or a policy.</div>'
-    rows = []
-    for c in reversed(session.tool_calls):
-        ok = c["ok"]
-        outcome = _short(c["result"], 70) if ok else _short(c["error"] or "", 70)
-        rows.append(
-            f'<details class="sb-row {"sb-ok" if ok else "sb-fail"}"><summary>'
-            f'<span class="sb-status">{"✓" if ok else "✗"}</span><b>{html.escape(c["name"])}</b>'
-            f'<code>{html.escape(_short(c["arguments"], 48))}</code>'
-            f'<span class="sb-ms">{c["duration_ms"]:.1f} ms · turn {c["turn"]}</span>'
-            f'<div class="sb-outcome">{html.escape(outcome)}</div></summary>'
-            f'{_pre({k: c[k] for k in ("name", "arguments", "ok", "result", "error", "duration_ms", "call_id", "turn") if k in c})}</details>'
-        )
+    rows = [_cached(session, "row", c, _tool_row) for c in reversed(session.tool_calls)]
     return '<div class="sb-rows">' + "".join(rows) + "</div>"
+
+
+def _tool_row(c: dict[str, Any]) -> str:
+    ok = c["ok"]
+    outcome = _short(c["result"], 70) if ok else _short(c["error"] or "", 70)
+    return (
+        f'<details class="sb-row {"sb-ok" if ok else "sb-fail"}"><summary>'
+        f'<span class="sb-status">{"✓" if ok else "✗"}</span><b>{html.escape(c["name"])}</b>'
+        f'<code>{html.escape(_short(c["arguments"], 48))}</code>'
+        f'<span class="sb-ms">{c["duration_ms"]:.1f} ms · turn {c["turn"]}</span>'
+        f'<div class="sb-outcome">{html.escape(outcome)}</div></summary>'
+        f'{_pre({k: c[k] for k in ("name", "arguments", "ok", "result", "error", "duration_ms", "call_id", "turn") if k in c})}</details>'
+    )
 
 
 def routes_html(session: Session) -> str:

@@ -1,0 +1,255 @@
+"""Concurrency: N sessions each sending one turn at once to the playground, which talks to the
+offline engine over loopback as if it were the live service, with a fixed latency per request.
+
+    python bench/concurrency.py [--sessions 50] [--latency 1.0] [--message "..."]
+
+The ideal wall time is (model requests per turn) x latency: the engine's sleep is the only
+unavoidable wait. Requests per turn are measured from /session usage before the timed part.
+The baseline, measured in the same run and driven identically, is a bare Gradio app whose one
+handler only sleeps for the ideal time: the ceiling of Gradio plus gradio_client on this machine.
+Prints a table and, as its last line, the app's efficiency relative to the bare app (goal >= 0.90).
+
+The N clients (one session each, connected and with their session opened before the timed part)
+run in a separate process, like real users' browsers: in this process their SSE parsing would
+compete with the server for the GIL (``--in-process`` shows that). "server cpu s" is this
+process's CPU time during the timed part (the app alone: the engine runs in its own process, as the real service is remote); "client cpu s"
+is the driver process's. server cpu close to wall s means the server's event loop is the
+bottleneck, not the engine's latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+from gradio_client import Client  # noqa: E402
+
+from supportbot.config import Settings  # noqa: E402
+from supportbot.engine import OfflineEngine, start_server  # noqa: E402
+from supportbot.ui.app import build_app, launch_options  # noqa: E402
+
+GOAL = 0.90
+
+
+def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Settings]:
+    """The playground pointed at `base_url` as a live OpenAI-compatible service."""
+    settings = Settings.load({"data_dir": data_dir, "engine": "live", "api_key": "bench", "base_url": base_url, "max_retries": 0},
+                             environ={}, dotenv_path=None)
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=settings.concurrency_limit)
+    options = launch_options(settings, env={})
+    options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    _, url, _ = demo.launch(**options)
+    return demo, url, settings
+
+
+def launch_bare(sleep_s: float, max_threads: int) -> tuple[gr.Blocks, str]:
+    """A Blocks app whose one handler only sleeps: what Gradio itself costs."""
+
+    async def wait(text: str) -> str:
+        await asyncio.sleep(sleep_s)
+        return text
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        out = gr.Textbox()
+        box.submit(wait, box, out, api_name="wait", concurrency_limit=None)
+        gr.Button().click(lambda: "", None, out, api_name="ping")
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, max_threads=max_threads)
+    return demo, url
+
+
+def turn(client: Client, message: str) -> None:
+    client.predict({"text": message, "files": []}, api_name="/chat")
+
+
+def requests_per_turn(url: str, message: str) -> int:
+    """Model requests one turn of `message` makes, from the session's usage records."""
+    client = Client(url, verbose=False, ssl_verify=False)
+    turn(client, message)
+    session = client.predict(api_name="/session")
+    assert session["messages"][-1]["role"] == "assistant" and not session["messages"][-1].get("error"), session["messages"][-1]
+    return len(session["usage"])
+
+
+def run_at_once(clients: list[Client], call: Callable[[Client], object]) -> float:
+    """Wall seconds from one start signal until every client's call has returned."""
+    start = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(client: Client) -> None:
+        start.wait()
+        try:
+            call(client)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below: a failed turn must not look fast
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # let every thread reach start.wait()
+    t0 = time.perf_counter()
+    start.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(clients)} calls failed; first: {errors[0]!r}")
+    return wall
+
+
+def make_clients(url: str, n: int) -> list[Client]:
+    """N clients (= N sessions), connected before anything is timed."""
+    return [Client(url, verbose=False, ssl_verify=False) for _ in range(n)]
+
+
+def open_sessions(clients: list[Client], kind: str) -> None:
+    """One cheap call per client, untimed: Gradio builds a session's state on its first event
+    (~10 ms per session for the playground's ~40 components, serial on the event loop), which a
+    browser does on page load, long before its user sends a message."""
+    for c in clients:
+        c.predict(api_name="/session" if kind == "playground" else "/ping")
+
+
+def call_for(kind: str, message: str) -> Callable[[Client], object]:
+    """What one session sends: a chat turn to the playground, or one call of the bare app."""
+    if kind == "playground":
+        return lambda c: turn(c, message)
+    return lambda c: c.predict("hi", api_name="/wait")
+
+
+def driver(conn: Connection) -> None:
+    """Child process: make the clients, wait for "go", run them all at once, send back (wall, cpu)."""
+    while (job := conn.recv()) is not None:
+        url, n, kind, message = job
+        clients = make_clients(url, n)
+        open_sessions(clients, kind)
+        conn.send("ready")
+        conn.recv()  # go
+        cpu0 = time.process_time()
+        wall = run_at_once(clients, call_for(kind, message))
+        conn.send((wall, time.process_time() - cpu0))
+        for c in clients:
+            c.close()
+
+
+class Drivers:
+    """Runs the N clients in a separate process (like real users' browsers), or in this one."""
+
+    def __init__(self, in_process: bool) -> None:
+        self.conn: Connection | None = None
+        if not in_process:
+            self.conn, child = mp.get_context("spawn").Pipe()
+            self.proc = mp.get_context("spawn").Process(target=driver, args=(child,), daemon=True)
+            self.proc.start()
+
+    def run(self, url: str, n: int, kind: str, message: str) -> tuple[float, float, float]:
+        """(wall s, server-process CPU s, client CPU s) for N sessions sending at once."""
+        if self.conn is None:
+            clients = make_clients(url, n)
+            open_sessions(clients, kind)
+            cpu0 = time.process_time()
+            wall = run_at_once(clients, call_for(kind, message))
+            return wall, time.process_time() - cpu0, float("nan")
+        self.conn.send((url, n, kind, message))
+        assert self.conn.recv() == "ready"
+        cpu0 = time.process_time()
+        self.conn.send("go")
+        wall, client_cpu = self.conn.recv()
+        return wall, time.process_time() - cpu0, client_cpu
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.send(None)
+            self.proc.join(timeout=10)
+
+
+def serve_engine(conn: Connection, latency: float) -> None:
+    """The engine in its own process, as the real service is remote: its CPU is not the app's."""
+    engine = OfflineEngine(latency_s=latency)
+    with start_server(engine) as server:
+        conn.send(server.base_url)
+        while conn.recv() is not None:
+            conn.send(len(engine.requests))
+
+
+class RemoteEngine:
+    """The offline engine served from a child process; ``requests()`` counts what it received."""
+
+    def __init__(self, latency: float) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=serve_engine, args=(child, latency), daemon=True)
+        self.proc.start()
+        self.base_url: str = self.conn.recv()
+
+    def requests(self) -> int:
+        self.conn.send("count")
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join(timeout=10)
+
+
+def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
+    rows: list[tuple[str, float, float, float, float]] = []
+    drivers = Drivers(in_process)
+    engine = RemoteEngine(latency)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
+            demo, url, settings = launch_playground(Path(tmp), engine.base_url)
+            max_threads = launch_options(settings, env={})["max_threads"]
+            try:
+                requests = requests_per_turn(url, message)
+                ideal = requests * latency
+                print(f"{message!r} makes {requests} model request(s) per turn -> ideal {ideal:.2f} s; "
+                      f"concurrency_limit={settings.concurrency_limit}, max_threads={max_threads}, "
+                      f"clients {'in this process' if in_process else 'in a separate process'}")
+                served = engine.requests()
+                rows.append(("supportbot", ideal, *drivers.run(url, sessions, "playground", message)))
+                made = engine.requests() - served
+                assert made == sessions * requests, f"the timed turns made {made} requests, expected {sessions * requests}"
+            finally:
+                demo.close()
+
+            bare, bare_url = launch_bare(ideal, max_threads=max_threads)
+            try:
+                rows.append(("bare gradio (sleep only)", ideal, *drivers.run(bare_url, sessions, "bare", "")))
+            finally:
+                bare.close()
+    finally:
+        drivers.close()
+        engine.close()
+
+    print(f"{'app':<26} {'sessions':>8} {'ideal s':>8} {'wall s':>8} {'efficiency':>10} {'server cpu s':>12} {'client cpu s':>12}")
+    for name, ideal_s, wall_s, server_cpu, client_cpu in rows:
+        print(f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} {server_cpu:>12.2f} {client_cpu:>12.2f}")
+    app_eff, bare_eff = (r[1] / r[2] for r in rows)
+    print(f"relative efficiency: {app_eff / bare_eff:.3f} (goal >= {GOAL:.2f})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds the engine waits before each chat response")
+    parser.add_argument("--message", default="What is your return policy?", help="the turn every session sends")
+    parser.add_argument("--in-process", action="store_true",
+                        help="drive the clients from threads in this process (they then compete with the server for the GIL)")
+    args = parser.parse_args()
+    main(args.sessions, args.latency, args.message, args.in_process)
