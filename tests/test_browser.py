@@ -25,9 +25,9 @@ VIEWPORT = {"width": 1280, "height": 800}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TURN_TIMEOUT_MS = 15_000
-MIN_PNG_BYTES = 20_000
+MIN_PNG_BYTES = 20_000  # a blank 1280x800 page compresses to a few KB; a rendered playground is far larger
 # The order-status example, found by its icon so a relabelled button does not break the test.
-ORDER_EXAMPLE = next(label for label, _, _ in EXAMPLES if label.startswith("📦"))  # a blank 1280x800 page compresses to a few KB; a rendered playground is far larger
+ORDER_EXAMPLE = next(label for label, _, _ in EXAMPLES if label.startswith("📦"))
 
 
 def _unavailable(reason: str) -> None:
@@ -109,3 +109,23 @@ def test_a_support_conversation_in_the_browser(page):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > MIN_PNG_BYTES, f"{png.name}: {len(data)} bytes"
 
     assert page.errors == [], f"uncaught errors in the page: {page.errors}"
+
+
+def test_a_shared_link_reloads_the_conversation(page, browser, app_url: str):
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name=ORDER_EXAMPLE, exact=True).click()
+    expect(page.get_by_test_id("bot").last).to_contain_text("UPS", timeout=TURN_TIMEOUT_MS)
+    page.get_by_role("tab", name="💾 Export").click()
+    page.get_by_role("button", name="Export conversation").click()
+    link = page.get_by_text("?c=")
+    expect(link).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    conversation_id = link.inner_text().split("?c=")[1].split()[0].strip("`.")
+
+    other = browser.new_context(viewport=VIEWPORT).new_page()
+    other.goto(f"{app_url}?c={conversation_id}", wait_until="domcontentloaded")
+    expect(other.get_by_test_id("bot").last).to_contain_text("UPS", timeout=TURN_TIMEOUT_MS)
+    expect(other.locator(".sb-rows .sb-row b", has_text="check_order_status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    other.get_by_role("tab", name="🎫 Ticket").click()
+    expect(other.locator(".sb-chip", has_text="order status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    other.context.close()

@@ -28,7 +28,7 @@ EXAMPLES: list[tuple[str, str, list[str]]] = [
     ("📦 Order", "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried.", []),
     ("💸 Refund", "I'd like a refund for order #48258, it never arrived.", []),
     ("📖 Policy", "What is your return policy for opened items?", []),
-    ("😠 Escalation", "This is ridiculous!!! My order #48291 is late AGAIN. I want to talk to a human NOW.", []),
+    ("🙋 Escalation", "This is ridiculous!!! My order #48291 is late AGAIN. I want to talk to a human NOW.", []),
     ("🇪🇸 Español", "Hola, ¿dónde está mi pedido #48291? Debía llegar ayer.", []),
     ("🖼️ Screenshot", "The checkout page shows this error when I try to pay. What should I do?", ["checkout-error.png"]),
     ("📄 Long log", "Our integration keeps failing since this morning, here is the service log. What is going on?", ["checkout-service.log"]),
@@ -60,7 +60,7 @@ def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dic
         "max_threads": max(40, settings.concurrency_limit + 8),
         "theme": gr.themes.Soft(primary_hue="indigo"),
         "css": (PACKAGE_DIR / "ui" / "styles.css").read_text(encoding="utf-8"),
-        "footer_links": ["api"],
+        "footer_links": ["api", "gradio"],
     }
 
 
@@ -97,7 +97,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 with gr.Row():
                     model = gr.Dropdown(model_choices(services), value=AUTO, label="Model", scale=3, min_width=200)
                     steps = gr.Dropdown(list(STEP_MODES), value="all", label="Agent steps in chat", scale=2, min_width=120)
-                    ticket_mode = gr.Dropdown([("inline (no extra request)", "inline"), ("extraction (+1 request)", "extraction")],
+                    ticket_mode = gr.Dropdown([("inline (free)", "inline"), ("extraction (+1 request)", "extraction")],
                                               value=settings.ticket_mode, label="Ticket mode", scale=2, min_width=150)
                 chatbot = gr.Chatbot(label="Conversation", height=370, show_label=False, group_consecutive_messages=False, buttons=["copy_all"],
                                      placeholder="**Ask about an order, a refund or a policy** — or pick an example below.")

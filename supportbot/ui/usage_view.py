@@ -65,8 +65,12 @@ def render(session: Session, pricing: Pricing, plan: str) -> tuple[str, pd.DataF
         lines.append("<div class='sb-sub'>" + " ".join(html.escape(m) for m in missing) + "</div>")
     if summary.unverified:
         lines.append("<div class='sb-sub'>Some prices are unverified placeholders: see assets/pricing.json (each figure has a source and date).</div>")
-    points = []
-    for turn, flat, token in cumulative_series(summary):
+    series = cumulative_series(summary)
+    # Every line starts at turn 0 with nothing spent, so even one turn draws a visible segment.
+    points = [{"turn": 0, "usd": 0.0, "pricing": f"Oxlo {summary.plan} (flat)"}] if series else []
+    if series:
+        points += [{"turn": 0, "usd": 0.0, "pricing": pricing.providers[p].name} for p, v in series[0][2].items() if v is not None]
+    for turn, flat, token in series:
         points.append({"turn": turn, "usd": flat, "pricing": f"Oxlo {summary.plan} (flat)"})
         for p, value in token.items():
             if value is not None:
