@@ -24,7 +24,7 @@ import openai
 
 from supportbot import tokens
 from supportbot.catalog import ModelInfo
-from supportbot.client import ClientFactory
+from supportbot.client import ATTEMPTS, ClientFactory
 from supportbot.config import Settings
 from supportbot.errors import ApiError, StepLimitExceeded
 from supportbot.events import (
@@ -93,14 +93,22 @@ class Agent:
             purpose = "answer" if step == 0 else "tool_round"
             rnd = _Round()
             started = time.perf_counter()
+            attempts: list[int] = []
+            reset = ATTEMPTS.set(attempts)
             try:
                 async for delta in self._stream(messages, model, tools, rnd, started):
                     text += delta
                     yield TextDelta(delta)
             except ApiError as exc:
+                for record in _retries(attempts, model.id, turn, failed=True):
+                    yield UsageReported(record)
                 yield ErrorEvent(exc.kind, str(exc), exc.status)
                 yield Done(text, added, None, ok=False)
                 return
+            finally:
+                ATTEMPTS.reset(reset)
+            for record in _retries(attempts, model.id, turn, failed=False):
+                yield UsageReported(record)
             yield UsageReported(self._usage(rnd, messages, tools, model, purpose, started, turn))
             if not rnd.calls:
                 final = {"role": "assistant", "content": rnd.text}
@@ -197,6 +205,13 @@ class Agent:
         prompt = tokens.estimate_messages(messages) + tokens.estimate_tools(tools)
         completion = tokens.estimate_tokens(rnd.text) + sum(tokens.estimate_tokens(c.name + c.arguments, "code") for c in rnd.calls.values())
         return UsageRecord(model.id, purpose, prompt, completion, True, latency, rnd.ttft_ms, turn)
+
+
+def _retries(statuses: list[int], model_id: str, turn: int, *, failed: bool) -> list[UsageRecord]:
+    """A "retry" record for each attempt the SDK made and discarded (429, 5xx...). Their tokens
+    are not known (and are usually not billed); they still count as requests."""
+    discarded = statuses if failed else statuses[:-1]
+    return [UsageRecord(model_id, "retry", 0, 0, False, 0.0, None, turn) for status in discarded if status >= 400]
 
 
 def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextvars import ContextVar
 import httpx
 import openai
 
 from supportbot.config import Settings
 from supportbot.engine import OFFLINE_BASE_URL, OfflineEngine
+
+
+# The HTTP statuses of every attempt the SDK makes for the current request (its retries included),
+# collected per task so concurrent sessions never mix. The agent opens a list before each request.
+ATTEMPTS: ContextVar[list[int] | None] = ContextVar("supportbot_attempts", default=None)
+
+
+async def _record_attempt(response: httpx.Response) -> None:
+    attempts = ATTEMPTS.get()
+    if attempts is not None:
+        attempts.append(response.status_code)
+
+
+HOOKS = {"response": [_record_attempt]}
 
 
 class ClientFactory:
@@ -40,10 +55,10 @@ class ClientFactory:
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout, connect=min(10.0, s.request_timeout))
         if self.engine is not None:
-            http = httpx.AsyncClient(transport=self.engine.transport(), timeout=timeout)
+            http = httpx.AsyncClient(transport=self.engine.transport(), timeout=timeout, event_hooks=HOOKS)
             return openai.AsyncOpenAI(base_url=OFFLINE_BASE_URL, api_key="offline", http_client=http, max_retries=s.max_retries, timeout=timeout)
         # Loopback servers need no certificate bundle; skipping it saves ~10 ms per client.
-        http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100), event_hooks=HOOKS,
                                  verify=not s.base_url.startswith("http://"))
         return openai.AsyncOpenAI(base_url=s.base_url, api_key=s.api_key.get_secret_value() if s.api_key else "none",
                                   http_client=http, max_retries=s.max_retries, timeout=timeout)

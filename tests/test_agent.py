@@ -118,9 +118,12 @@ def test_retries_are_bounded_and_made_by_the_sdk(store: Store):
     s = settings(max_retries=2)
     events = run(Agent(s, ClientFactory(s, engine)), "hello", store)
     assert events[-1].ok  # the third attempt got through
+    purposes = [e.record.purpose for e in by_type(events, UsageReported)]
+    assert purposes[:3] == ["retry", "retry", "answer"] and "retry" not in purposes[3:]  # every request is accounted
     engine.inject("rate_limit", times=10)
     events = run(Agent(s, ClientFactory(s, engine)), "hello", store)
     assert by_type(events, ErrorEvent)[0].kind == "rate_limit" and "3 attempts" in by_type(events, ErrorEvent)[0].message
+    assert [e.record.purpose for e in by_type(events, UsageReported)] == ["retry"] * 3
     assert engine.pending_failures().count("rate_limit") == 7  # exactly 3 requests were made
 
 
