@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def content_text(content: Any) -> str:
+    """The text of an OpenAI message's content: a string, or the text parts of a multimodal list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
 def new_conversation_id() -> str:
     """An unguessable id, safe in a URL (``?c=<id>``)."""
     return secrets.token_urlsafe(16)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from supportbot.catalog import ModelInfo
 from supportbot.events import UsageRecord
 from supportbot.language import detect_language
+from supportbot.session import content_text
 from supportbot.ticket_rules import (
     EMAIL_RE,
     ORDER_RE,
@@ -36,7 +37,6 @@ from supportbot.ticket_rules import (
     Status,
     category_of,
     frustration_of,
-    message_text,
     priority_of,
     sentiment_of,
     status_of,
@@ -286,8 +286,8 @@ class Extraction:
 
 
 def _transcript(messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]]) -> str:
-    lines = [f"{m.get('role', '?')}: {message_text(m.get('content'))}" for m in messages
-             if m.get("role") in ("user", "assistant") and message_text(m.get("content")).strip()]
+    lines = [f"{m.get('role', '?')}: {content_text(m.get('content'))}" for m in messages
+             if m.get("role") in ("user", "assistant") and content_text(m.get("content")).strip()]
     for call in tool_calls:
         args = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
         result = json.dumps(call.get("result") if call.get("ok", True) else {"error": call.get("error")},

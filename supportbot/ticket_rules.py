@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from supportbot.session import content_text
+
 Category = Literal["order_status", "refund", "returns", "technical", "account", "billing", "other"]
 Sentiment = Literal["positive", "neutral", "negative"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -42,18 +44,11 @@ _CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
 _ACRONYMS = {"USB", "LED", "API", "UPS", "DHL", "USPS", "ETA", "PDF", "SKU", "FAQ", "URL", "ID", "EUR", "USD"}
 
 
-def message_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a multimodal list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def user_texts(messages: list[dict[str, Any]]) -> list[str]:
     """The text of every user message, in order."""
-    return [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
 
 
 def _has_word(low: str, word: str) -> bool:
@@ -110,9 +105,9 @@ def status_of(messages: list[dict[str, Any]], escalated: bool) -> Status:
     if escalated:
         return "escalated"
     last = next((m for m in reversed(messages) if m.get("role") in ("user", "assistant")), None)
-    if last is None or last.get("role") != "assistant" or not message_text(last.get("content")).strip():
+    if last is None or last.get("role") != "assistant" or not content_text(last.get("content")).strip():
         return "pending_customer"  # no answer yet: nothing was resolved
-    answer = _COURTESY_Q.sub("", message_text(last.get("content")))
+    answer = _COURTESY_Q.sub("", content_text(last.get("content")))
     return "pending_customer" if "?" in answer else "resolved"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supportbot.language import detect_language
+from supportbot.session import content_text
 
 ORDER_WORDS = r"(?:orders?|order\s+(?:number|no\.?|id)|pedidos?|commandes?|bestellung(?:en)?|bestellnummer|ordine)"
 _ORDER_HASH = re.compile(r"#\s?(\d{4,10})\b")
@@ -101,13 +102,6 @@ class Facts:
         return "general"
 
 
-def text_of(content: Any) -> str:
-    """The text of a message's content (string or content parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def images_of(content: Any) -> list[str]:
@@ -139,7 +133,7 @@ def _all_caps_words(text: str) -> int:
 
 def analyse_turn(content: Any, earlier_user_texts: list[str] | None = None, logs: list | None = None) -> Facts:
     """Facts of one user message; ``logs`` are the fenced logs found in it."""
-    raw = text_of(content)
+    raw = content_text(content)
     # Keep pasted logs out of the keyword rules: an "ERROR" line is not an angry customer.
     for _, body in logs or ():
         raw = raw.replace(body, " ")

@@ -15,7 +15,8 @@ from typing import Any
 from supportbot.engine import answers
 from supportbot.engine.answers import ToolOutcome
 from supportbot.engine.attachments import analyse_log, describe_image, find_logs
-from supportbot.engine.facts import Facts, analyse_turn, text_of, ticket_hints
+from supportbot.engine.facts import Facts, analyse_turn, ticket_hints
+from supportbot.session import content_text
 from supportbot.engine.protocol import ToolCall
 from supportbot.engine.schema_fill import fill_schema
 from supportbot.engine.structured import json_content
@@ -44,9 +45,9 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
     if last_user is None:
         return Turn(analyse_turn(""), [], awaiting_user=False)
-    earlier = [text_of(m.get("content")) for m in messages[:last_user] if m.get("role") == "user"]
+    earlier = [content_text(m.get("content")) for m in messages[:last_user] if m.get("role") == "user"]
     content = messages[last_user].get("content")
-    text = text_of(content)
+    text = content_text(content)
     logs = find_logs(text) if "```" in text else []
     facts = analyse_turn(content, earlier, logs)
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -57,7 +58,7 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
             calls[call.get("id", "")] = (fn.get("name", ""), _loads(fn.get("arguments")))
         if msg.get("role") == "tool":
             name, args = calls.get(msg.get("tool_call_id", ""), ("unknown", {}))
-            outcomes.append(ToolOutcome(name, args, answers.parse_result(text_of(msg.get("content"))
+            outcomes.append(ToolOutcome(name, args, answers.parse_result(content_text(msg.get("content"))
                                                                          or msg.get("content"))))
     return Turn(facts, outcomes, awaiting_user=last_user == len(messages) - 1)
 

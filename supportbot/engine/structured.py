@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supportbot.engine import answers
-from supportbot.engine.facts import analyse_turn, text_of, ticket_hints
+from supportbot.engine.facts import analyse_turn, ticket_hints
+from supportbot.session import content_text
 from supportbot.engine.schema_fill import fill_schema
 
 _SPEAKER = re.compile(r"^(user|assistant|system|tool)\b:?\s?(.*)$", re.IGNORECASE)
@@ -47,10 +48,10 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     users: list[str] = []
     assistants: list[str] = []
     tools: list[tuple[str, dict, Any]] = []
-    results_by_id: dict[str, Any] = {m.get("tool_call_id", ""): answers.parse_result(text_of(m.get("content")))
+    results_by_id: dict[str, Any] = {m.get("tool_call_id", ""): answers.parse_result(content_text(m.get("content")))
                                      for m in messages if m.get("role") == "tool"}
     for msg in messages:
-        text = text_of(msg.get("content"))
+        text = content_text(msg.get("content"))
         if msg.get("role") == "user":
             t_users, t_assistants, t_tools = parse_transcript(text)
             if t_users or t_tools:
@@ -81,7 +82,7 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             whole.refund = True
     last = assistants[-1].strip() if assistants else ""
     status = "pending_customer" if (not last or (last.endswith("?") and not _COURTESY.search(last))) else "resolved"
-    system = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+    system = "\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     ticket = _TICKET_ID.search(system)
     ticket_id = ticket.group(1) if ticket else "TCK-" + hashlib.sha256("\n".join(users).encode()).hexdigest()[:8].upper()
     return ticket_hints(whole, {"escalation_ticket_id": escalation, "actions_taken": actions,
@@ -93,7 +94,7 @@ def schema_in_prompt(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
     for msg in messages:
         if msg.get("role") not in ("system", "developer"):
             continue
-        text = text_of(msg.get("content"))
+        text = content_text(msg.get("content"))
         for start in [m.start() for m in re.finditer(r"\{", text)][:50]:
             try:
                 value, _ = json.JSONDecoder().raw_decode(text, start)
