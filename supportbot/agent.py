@@ -25,7 +25,7 @@ import openai
 from supportbot import tokens
 from supportbot.catalog import ModelInfo
 from supportbot.client import ATTEMPTS, ClientFactory
-from supportbot.config import Settings
+from supportbot.config import Settings, redact
 from supportbot.errors import ApiError, StepLimitExceeded
 from supportbot.events import (
     Done,
@@ -217,9 +217,7 @@ def _retries(statuses: list[int], model_id: str, turn: int, *, failed: bool) -> 
 def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
     """Turn an SDK error into an ApiError whose message says what to do."""
     status = getattr(exc, "status_code", None)
-    detail = _server_message(exc)
-    if settings.api_key is not None:  # some servers echo the key they rejected: never show it
-        detail = detail.replace(settings.api_key.get_secret_value(), "***")
+    detail = redact(_server_message(exc), settings.api_key.get_secret_value() if settings.api_key else None)
     attempts = settings.max_retries + 1
     if isinstance(exc, openai.APITimeoutError):
         return ApiError("timeout", f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts} attempts). The service may be busy: try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.")

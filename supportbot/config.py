@@ -112,3 +112,9 @@ class Settings(BaseModel):
         if self.live and not self.base_url.startswith(("http://", "https://")):
             raise ConfigError("OXLO_BASE_URL", f"must start with http:// or https:// (got {self.base_url!r})")
 
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` masked; servers sometimes echo a rejected key."""
+    if not secret or len(secret) < 4:
+        return text
+    return text.replace(secret, "***")

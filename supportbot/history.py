@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supportbot.errors import CatalogError, SupportbotError
-from supportbot.session import Session, new_conversation_id
+from supportbot.session import Session, content_text, new_conversation_id
 
 FORMAT = "supportbot.conversation/1"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -275,14 +275,6 @@ def import_json(text: str | bytes) -> Session:
 # ---------------------------------------------------------------- markdown
 
 
-def _md_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
-
-
 def _turn_of_calls(session: Session) -> dict[str, int]:
     """call_id -> turn, read from the model history (user message k starts turn k)."""
     turn, out = 0, {}
@@ -335,7 +327,7 @@ def export_markdown(session: Session) -> str:
         t = turns[n]
         out += [f"## Turn {n}" if n else "## Outside a turn", ""]
         for msg in t["user"]:
-            out += ["**Customer:**", "", _md_text(msg.get("content")), ""]
+            out += ["**Customer:**", "", content_text(msg.get("content")), ""]
             atts = [a for a in msg.get("attachments") or () if isinstance(a, dict)]
             if atts:
                 out += ["Attachments:"] + [_attachment_line(a) for a in atts] + [""]
@@ -348,7 +340,7 @@ def export_markdown(session: Session) -> str:
             out += [f"<details><summary>Tool <code>{c.get('name')}</code> ({mark}, {c.get('duration_ms', 0):.0f} ms)</summary>",
                     "", "```json", body, "```", "", "</details>", ""]
         for msg in t["answer"]:
-            out += ["**Assistant:**", "", _md_text(msg.get("content")), ""]
+            out += ["**Assistant:**", "", content_text(msg.get("content")), ""]
         if t["usage"]:
             prompt = sum(int(u.get("prompt_tokens", 0)) for u in t["usage"])
             completion = sum(int(u.get("completion_tokens", 0)) for u in t["usage"])

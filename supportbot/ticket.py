@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from supportbot.catalog import ModelInfo
 from supportbot.events import UsageRecord
 from supportbot.language import detect_language
+from supportbot.config import redact
 from supportbot.session import content_text
 from supportbot.ticket_rules import (
     EMAIL_RE,
@@ -385,5 +386,7 @@ async def extract_ticket(
     except openai.APIError as exc:
         status = getattr(exc, "status_code", None)
         where = f"HTTP {status}" if status else type(exc).__name__
-        return Extraction(None, f"Ticket extraction failed: the model service returned an error ({where}): {exc.message}", usage)
+        # The message is the server's own text: it may echo the key the client sent.
+        detail = redact(exc.message, client.api_key)
+        return Extraction(None, f"Ticket extraction failed: the model service returned an error ({where}): {detail}", usage)
     return Extraction(_apply_facts(ticket, facts, conversation_id, None), None, usage)

@@ -257,3 +257,23 @@ def test_extraction_api_error_becomes_message(engine):
     result = _extract(engine, "llama-3.3-70b")
     assert result.ticket is None
     assert result.error is not None and "429" in result.error and "Rate limit" in result.error
+
+
+def test_an_extraction_error_never_shows_the_api_key():
+    import asyncio
+
+    import httpx
+    import openai
+
+    from supportbot.catalog import load_catalog
+    from supportbot.ticket import extract_ticket
+
+    secret = "sk-oxlo-very-secret-123"
+    body = {"error": {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error", "code": "invalid_api_key"}}
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(401, json=body)))
+    client = openai.AsyncOpenAI(base_url="http://service.test/v1", api_key=secret, http_client=http, max_retries=0)
+    result = asyncio.run(extract_ticket(client, load_catalog().get("llama-3.3-70b"), conversation_id="c1",
+                                        messages=[{"role": "user", "content": "Where is my order #48291?"}],
+                                        tool_calls=[], max_tokens=512, turn=1))
+    assert result.ticket is None and "401" in result.error
+    assert secret not in result.error and "***" in result.error

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 import openai
 
-from supportbot.config import ASSETS_DIR, PACKAGE_DIR, Settings
+from supportbot.config import ASSETS_DIR, PACKAGE_DIR, Settings, redact
 from supportbot.conversation import Services, TurnRunner
 from supportbot.errors import SupportbotError
 from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
@@ -270,7 +270,8 @@ async def check_live_catalog(services: Services) -> None:
     try:
         await services.check_catalog()
     except openai.OpenAIError as exc:  # start anyway, say why
-        print(f"supportbot: could not check the catalog against GET /models: {type(exc).__name__}: {exc}")
+        key = services.settings.api_key.get_secret_value() if services.settings.api_key else None
+        print(f"supportbot: could not check the catalog against GET /models: {type(exc).__name__}: {redact(str(exc), key)}")
 
 
 def prepare(settings: Settings) -> Services:
