@@ -31,6 +31,8 @@ from supportbot.events import (
     Done,
     ErrorEvent,
     Event,
+    Notice,
+    RoundCompleted,
     TextDelta,
     ToolCallFinished,
     ToolCallStarted,
@@ -111,9 +113,15 @@ class Agent:
                 yield UsageReported(record)
             yield UsageReported(self._usage(rnd, messages, tools, model, purpose, started, turn))
             if not rnd.calls:
-                final = {"role": "assistant", "content": rnd.text}
-                added.append(final)
-                yield Done(text, added, rnd.finish_reason, ok=rnd.finish_reason != "length" or bool(rnd.text))
+                if rnd.finish_reason == "length":
+                    limit = f"the {self.settings.max_output_tokens}-token output limit (SUPPORTBOT_MAX_OUTPUT_TOKENS)"
+                    if not rnd.text:  # e.g. a reasoning model that spent the whole budget thinking
+                        yield ErrorEvent("truncated", f"{model.name} used up {limit} before writing an answer. Raise the limit or choose another model.")
+                        yield Done(text, added, "length", ok=False)
+                        return
+                    yield Notice(f"The answer was cut off at {limit}.")
+                added.append({"role": "assistant", "content": rnd.text})
+                yield Done(text, added, rnd.finish_reason)
                 return
             if step == self.settings.max_tool_steps:
                 break
@@ -134,6 +142,7 @@ class Agent:
                 tool_msg = {"role": "tool", "tool_call_id": c.id, "content": result.content()}
                 messages.append(tool_msg)
                 added.append(tool_msg)
+            yield RoundCompleted([assistant, *messages[len(messages) - len(calls):]])
         limit = StepLimitExceeded(self.settings.max_tool_steps)
         yield ErrorEvent("step_limit", str(limit))
         yield Done(text, added, "step_limit", ok=False)

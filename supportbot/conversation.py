@@ -24,6 +24,7 @@ from supportbot.events import (
     ErrorEvent,
     Event,
     Notice,
+    RoundCompleted,
     RouteChosen,
     TextDelta,
     TicketUpdated,
@@ -35,9 +36,9 @@ from supportbot.images import PreparedImage, prepare_image
 from supportbot.logs import LogFile, LogLimits, fence_log, open_log, reduce_log
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.router import RoutingPolicy, TurnFacts, load_policy, route
-from supportbot.session import Session
+from supportbot.session import Session, new_conversation_id
 from supportbot.store import Store
-from supportbot.ticket import build_inline, extract_ticket
+from supportbot.ticket import Ticket, build_inline, extract_ticket
 from supportbot.tools import REGISTRY, ToolContext
 
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
@@ -46,6 +47,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".ti
 INLINE_LOG_CHARS = 4000
 KEEP_RECENT_MESSAGES = 6
 Progress = Callable[[float, str], None]
+# What the model is told happened to a turn that did not end in an answer but whose tool rounds are kept.
+STOPPED_NOTE = {"role": "assistant", "content": "(The customer stopped this answer before it finished.)"}
+FAILED_NOTE = {"role": "assistant", "content": "(The previous answer failed; see the error shown to the customer.)"}
 
 
 @dataclass
@@ -149,17 +153,33 @@ class TurnRunner:
         progress: Progress | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn and yield its events; ``session`` is updated as they happen."""
-        progress = progress or (lambda _f, _d: None)
         text = (text or "").strip()
         if not text and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
+        # Checked and set before the first await: two turns at once would each overwrite the other's history.
+        if session.busy:
+            raise SupportbotError("This conversation is still answering the previous message: wait for it, or press stop.")
+        session.busy = True
+        try:
+            async for event in self._run(session, text, list(files or []), selected, ticket_mode or self.s.settings.ticket_mode,
+                                         progress or (lambda _f, _d: None)):
+                yield event
+        finally:
+            session.busy = False
+
+    async def _run(self, session: Session, text: str, files: list[str | Path], selected: str | None, ticket_mode: str,
+                   progress: Progress) -> AsyncIterator[Event]:
         progress(0.05, "Reading attachments")
-        text, found = await asyncio.to_thread(sort_files, list(files or []), text, self.s.settings)
+        text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
         decision = self.decide(session, text, found, selected)
         model = self.s.catalog.get(decision.model)
         images = [await asyncio.to_thread(self._image, name, data, model) for name, data in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
+        if session.loaded:
+            # A reloaded or shared conversation continues under a new id, so two people who open
+            # the same link never overwrite each other's stored turns.
+            session.forked_from, session.conversation_id, session.loaded = session.conversation_id, new_conversation_id(), False
         session.turn += 1
         turn = session.turn
         attachments = [
@@ -186,14 +206,18 @@ class TurnRunner:
         self.s.history.save(session)
         ctx = ToolContext(self.s.store, session.conversation_id, _transcript(session), session.ticket_fields)
         progress(0.5, f"Asking {model.name}")
-        answer, done = "", None
+        answer, done, rounds = "", None, []
         try:
             async for event in self.s.agent.run_turn([*history, user_msg], model, ctx, turn=turn):
                 if isinstance(event, ToolCallFinished):
                     session.tool_calls.append({"turn": turn, **event.to_json()})
                     self.s.history.save(session)
+                elif isinstance(event, RoundCompleted):
+                    rounds += event.messages
                 elif isinstance(event, UsageReported):
                     session.usage.append(event.record.to_json())
+                elif isinstance(event, Notice):
+                    session.messages.append({"role": "notice", "content": event.text, "turn": turn})
                 elif isinstance(event, ErrorEvent):
                     session.messages.append({"role": "assistant", "content": answer, "error": event.message, "error_kind": event.kind, "turn": turn, "model": model.id})
                 elif isinstance(event, TextDelta):
@@ -202,17 +226,21 @@ class TurnRunner:
                     done = event
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            # Stopped by the user: show what arrived, keep the model's memory as before the turn.
+            # Stopped by the user: show what arrived; the model keeps the tool rounds that completed
+            # (their refunds and escalations happened) and forgets the unfinished answer.
             session.messages.append({"role": "assistant", "content": answer, "stopped": True, "turn": turn, "model": model.id})
+            if rounds:
+                session.history = [*history, _storable(user_msg, images), *rounds, STOPPED_NOTE]
+            self._set_ticket(session, self._inline_ticket(session))
             self.s.history.save(session)
             raise
         assert done is not None
         if done.ok:
             session.messages.append({"role": "assistant", "content": done.text, "turn": turn, "model": model.id})
             session.history = [*history, _storable(user_msg, images), *done.messages]
-        elif done.messages:  # keep completed tool rounds: their side effects (refunds, escalations) happened
-            session.history = [*history, _storable(user_msg, images), *done.messages, {"role": "assistant", "content": "(The previous answer failed; see the error shown to the customer.)"}]
-        async for event in self._ticket(session, model, ticket_mode or self.s.settings.ticket_mode, turn):
+        elif rounds:  # keep completed tool rounds: their side effects (refunds, escalations) happened
+            session.history = [*history, _storable(user_msg, images), *rounds, FAILED_NOTE]
+        async for event in self._ticket(session, model, ticket_mode, turn):
             yield event
         self.s.history.save(session)
 
@@ -243,7 +271,6 @@ class TurnRunner:
         return {"role": "user", "content": [{"type": "text", "text": body}, *(im.content_part() for im in images)]}
 
     async def _ticket(self, session: Session, model: ModelInfo, mode: str, turn: int) -> AsyncIterator[Event]:
-        previous = session.ticket or None
         if mode == "extraction":
             # Models without JSON-schema output get JSON mode with the schema in the prompt (see ticket.py).
             result = await extract_ticket(self.s.clients.get(), model,
@@ -259,18 +286,20 @@ class TurnRunner:
             ticket = result.ticket
         else:
             session.ticket_error = None
-            ticket = build_inline(conversation_id=session.conversation_id, messages=chat_messages(session), tool_calls=session.tool_calls,
-                                  ticket_fields=session.ticket_fields, previous=_ticket_model(previous))
-        session.ticket = ticket.model_dump(mode="json")
-        self.s.history.record_ticket(session.conversation_id, session.ticket)
+            ticket = self._inline_ticket(session)
+        self._set_ticket(session, ticket)
         yield TicketUpdated(session.ticket)
 
+    @staticmethod
+    def _inline_ticket(session: Session) -> Ticket:
+        """The ticket from tool facts, the model's update_ticket fields and the text: no request."""
+        return build_inline(conversation_id=session.conversation_id, messages=chat_messages(session), tool_calls=session.tool_calls,
+                            ticket_fields=session.ticket_fields, previous=Ticket.model_validate(session.ticket) if session.ticket else None)
 
+    def _set_ticket(self, session: Session, ticket: Ticket) -> None:
+        session.ticket = ticket.model_dump(mode="json")
+        self.s.history.record_ticket(session.conversation_id, session.ticket)
 
-def _ticket_model(data: dict[str, Any] | None):
-    from supportbot.ticket import Ticket
-
-    return Ticket.model_validate(data) if data else None
 
 
 def _storable(user_msg: dict[str, Any], images: list[PreparedImage]) -> dict[str, Any]:

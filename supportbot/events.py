@@ -86,6 +86,13 @@ class ToolCallFinished:
 
 
 @dataclass(frozen=True)
+class RoundCompleted:
+    """A tool round is complete: the assistant's calls and every result, safe to keep in history."""
+
+    messages: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class UsageReported:
     record: UsageRecord
 
@@ -121,5 +128,6 @@ class Done:
 
 
 Event = (
-    RouteChosen | TextDelta | ToolCallStarted | ToolCallFinished | UsageReported | TicketUpdated | Notice | ErrorEvent | Done
+    RouteChosen | TextDelta | ToolCallStarted | ToolCallFinished | RoundCompleted | UsageReported | TicketUpdated | Notice
+    | ErrorEvent | Done
 )

@@ -56,6 +56,7 @@ class Snapshot(BaseModel):
     ticket: dict[str, Any] = Field(default_factory=dict)
     ticket_fields: dict[str, Any] = Field(default_factory=dict)
     ticket_error: str | None = None
+    forked_from: str | None = None
     turn: int = Field(0, ge=0)
 
 
@@ -133,6 +134,7 @@ def snapshot(session: Session) -> dict[str, Any]:
         "ticket": session.ticket,
         "ticket_fields": session.ticket_fields,
         "ticket_error": session.ticket_error,
+        "forked_from": session.forked_from,
         "turn": session.turn,
     }
 

@@ -38,6 +38,9 @@ class Session:
     # Rendered pieces that never change once made (a finished tool call's step and row), so a
     # redraw during streaming does not re-serialise every earlier call. Never exported.
     render_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    forked_from: str | None = None  # the stored conversation this one continues (a reload or shared link)
+    loaded: bool = field(default=False, repr=False, compare=False)  # reloaded by id: the next turn forks
+    busy: bool = field(default=False, repr=False, compare=False)  # a turn is running
     turn: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -50,5 +53,6 @@ class Session:
             "usage": self.usage,
             "ticket": self.ticket,
             "ticket_error": self.ticket_error,
+            "forked_from": self.forked_from,
             "turns": self.turn,
         }

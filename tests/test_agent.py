@@ -266,3 +266,21 @@ def test_a_server_echoing_the_key_never_gets_it_shown(store: Store):
     err = by_type(events, ErrorEvent)[0]
     assert err.kind == "auth" and secret not in err.message and "***" in err.message
     assert script.bodies  # the request was really made
+
+
+def test_an_answer_cut_at_max_tokens_says_so(store: Store):
+    script = Scripted(sse(chunk({"role": "assistant", "content": "Your order is"}), chunk({}, "length")))
+    s = settings()
+    events = run(Agent(s, scripted_factory(s, script)), "hi", store)
+    from supportbot.events import Notice
+
+    assert events[-1].ok and events[-1].text == "Your order is"
+    assert "cut off" in by_type(events, Notice)[0].text and "SUPPORTBOT_MAX_OUTPUT_TOKENS" in by_type(events, Notice)[0].text
+
+
+def test_a_reply_that_spent_its_budget_without_text_is_an_error_not_silence(store: Store):
+    script = Scripted(sse(chunk({"role": "assistant", "content": ""}), chunk({}, "length")))
+    s = settings()
+    events = run(Agent(s, scripted_factory(s, script)), "hi", store)
+    err = by_type(events, ErrorEvent)[0]
+    assert err.kind == "truncated" and "output limit" in err.message and not events[-1].ok

@@ -217,3 +217,70 @@ def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
         catalog = asyncio.run(services.check_catalog())
     assert "glm-5" in catalog.unlisted and "llama-3.3-70b" not in catalog.unlisted
     assert len(catalog.models) == 10
+
+
+def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(tmp_path: Path):
+    engine = OfflineEngine(stream_delay_s=0.02)
+    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
+    runner = TurnRunner(Services.create(settings, engine))
+    session = Session()
+
+    async def both():
+        async def consume(text):
+            return [e async for e in runner.run(session, text)]
+
+        task = asyncio.create_task(consume("Where is my order #48291?"))
+        while not session.busy:
+            await asyncio.sleep(0.005)
+        with pytest.raises(SupportbotError, match="still answering"):
+            await consume("What is your return policy?")
+        await task
+
+    asyncio.run(both())
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["Where is my order #48291?"]
+    assert session.turn == 1 and not session.busy
+    run(runner, session, "What is your return policy?")  # and afterwards it works
+    assert session.turn == 2
+
+
+def test_a_reloaded_conversation_forks_so_two_readers_never_overwrite_each_other(runner: TurnRunner):
+    original = Session()
+    run(runner, original, "Where is my order #48291?")
+    cid = original.conversation_id
+    a, b = runner.s.history.load(cid), runner.s.history.load(cid)
+    a.loaded = b.loaded = True
+    run(runner, a, "What is your return policy?")
+    run(runner, b, "I'd like a refund for order #48258")
+    assert a.conversation_id != cid and b.conversation_id != cid and a.conversation_id != b.conversation_id
+    assert a.forked_from == b.forked_from == cid
+    stored = runner.s.history.load(cid)
+    assert stored.turn == 1  # the shared original is untouched
+    assert runner.s.history.load(a.conversation_id).messages[-2]["content"] == "What is your return policy?"
+    assert runner.s.history.load(b.conversation_id).messages[-2]["content"] == "I'd like a refund for order #48258"
+
+
+def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(tmp_path: Path):
+    engine = OfflineEngine(stream_delay_s=0.05)
+    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
+    runner = TurnRunner(Services.create(settings, engine))
+    session = Session()
+
+    async def stop_after_the_tools():
+        async def consume():
+            async for _ in runner.run(session, "This is ridiculous, I want a human NOW. Order #48291."):
+                pass
+
+        task = asyncio.create_task(consume())
+        while not any(c["name"] == "escalate_to_human" for c in session.tool_calls):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the answer is streaming now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_after_the_tools())
+    roles = [m["role"] for m in session.history]
+    assert roles[0] == "user" and "tool" in roles and roles[-1] == "assistant"
+    assert "stopped" in session.history[-1]["content"]
+    assert session.ticket["escalation_ticket_id"] and session.ticket["status"] == "escalated"
+    assert session.messages[-1]["stopped"]

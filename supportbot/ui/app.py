@@ -192,7 +192,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             fresh = Session()
             return (*panels(fresh, mode), None, fresh)
 
-        new_btn.click(new_conversation, [steps], [*outputs, msg, state], api_name="new_conversation")
+        # A turn still streaming into the old session would otherwise write it back into the state.
+        new_btn.click(new_conversation, [steps], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events)
 
         def session_payload(session: Session | None) -> dict:
             """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
@@ -205,6 +206,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             loaded = services.history.load((conversation_id or "").strip())
             if loaded is None:
                 raise gr.Error(f"No conversation with id {conversation_id!r} is stored here (it may have expired).")
+            loaded.loaded = True
             return loaded.to_json(), loaded
 
         load_btn.click(load, [load_id, state], [session_json, state], api_name="load").then(
@@ -217,6 +219,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 if loaded is None:
                     gr.Warning("That conversation link has expired or never existed; starting a new one.")
                 else:
+                    loaded.loaded = True
                     return (*panels(loaded, mode), loaded)
             session = session or Session()
             return (*panels(session, mode), session)
