@@ -15,11 +15,12 @@ from supportbot.ui.app import build_app, launch_options, prepare
 def main() -> int:
     try:
         settings = Settings.load()
+        options = launch_options(settings)
         demo = build_app(settings, prepare(settings))
     except SupportbotError as exc:
         print(f"supportbot cannot start: {exc}", file=sys.stderr)
         return 2
-    demo.queue(default_concurrency_limit=settings.concurrency_limit).launch(**launch_options(settings))
+    demo.queue(default_concurrency_limit=settings.concurrency_limit).launch(**options)
     return 0
 
 

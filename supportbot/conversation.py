@@ -8,6 +8,7 @@ extraction. It owns the rule that a failed turn never corrupts the history.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,15 @@ class TurnRunner:
 
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._last_purge = float("-inf")
+
+    def purge_expired(self, every_s: float = 3600.0) -> int:
+        """Apply SUPPORTBOT_RETENTION_DAYS at most once per ``every_s``: a hosted demo runs for weeks."""
+        days = self.s.settings.retention_days
+        if not days or time.monotonic() - self._last_purge < every_s:
+            return 0
+        self._last_purge = time.monotonic()
+        return self.s.history.purge_older_than(days)
 
     def facts(self, session: Session, text: str, found: Attachments, model_tools: bool = True) -> TurnFacts:
         """What the router needs for this turn."""
@@ -243,6 +253,7 @@ class TurnRunner:
         async for event in self._ticket(session, model, ticket_mode, turn):
             yield event
         self.s.history.save(session)
+        self.purge_expired()
 
     def _image(self, name: str, data: bytes, model: ModelInfo) -> PreparedImage:
         return prepare_image(data, name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792)
@@ -256,7 +267,8 @@ class TurnRunner:
             if budget is not None and total > budget:
                 reduced = reduce_log(log, max(500, budget * log.est_tokens // total))
                 blocks.append(fence_log(reduced.text, log.filename))
-                info.update(reduced=True, header=reduced.header, sent_tokens=reduced.est_tokens, reduced_text=reduced.text)
+                # The reduced text itself is kept once, in the model history (and so in the stored snapshot).
+                info.update(reduced=True, header=reduced.header, sent_tokens=reduced.est_tokens)
             else:
                 blocks.append(fence_log(log.read_text(), log.filename))
                 info["sent_tokens"] = log.est_tokens

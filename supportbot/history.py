@@ -35,6 +35,8 @@ MAX_IMPORT_BYTES = 20 * 1024 * 1024
 # result must never carry a credential out of the app.
 SECRET_KEYS = frozenset({"api_key", "apikey", "oxlo_api_key", "openai_api_key", "authorization", "secret", "password",
                          "settings"})
+# Meaningful only on this server (where an upload sits on disk): never exported.
+SERVER_ONLY_KEYS = frozenset({"local_file"})
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
     "updated_at REAL NOT NULL, turns INTEGER NOT NULL, snapshot TEXT NOT NULL)",
@@ -117,7 +119,7 @@ def _drop_big_data_urls(value: Any) -> Any:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
+        return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS | SERVER_ONLY_KEYS}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value

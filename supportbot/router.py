@@ -117,7 +117,9 @@ def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: s
     if facts.images and not chosen.capabilities.vision:
         return _replace(auto, switched_from=chosen.id, reason=f"{chosen.name} cannot read images, so this turn switched: {auto.reason}")
     if not _fits(chosen, need):
-        if facts.log_tokens and auto.model != chosen.id:
+        if facts.log_tokens and auto.model == chosen.id:  # the chosen model is the one auto picks: keep its log reduction
+            return _replace(auto, reason=f"You chose {chosen.name}. {auto.reason}", rule=f"manual_{auto.rule}")
+        if facts.log_tokens:
             return _replace(auto, switched_from=chosen.id, reason=f"The prompt (~{_fmt(need)} tokens) exceeds {chosen.name}'s {_fmt(chosen.context_window)} window, so this turn switched: {auto.reason}")
         # The user insists on this model and only the history is too long: compact old turns.
         return RouteDecision(chosen.id, chosen.categories[0], f"You chose {chosen.name}; the conversation (~{_fmt(need)} tokens) exceeds its {_fmt(chosen.context_window)} window, so older turns are compacted into a summary.",
@@ -140,7 +142,7 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
     triage = catalog.get(prefs["triage"][0]) if prefs.get("triage") else catalog.models[0]
 
     if facts.images:
-        ids = prefs.get("vision", []) + [m.id for m in catalog.in_category("vision")]
+        ids = list(dict.fromkeys(prefs.get("vision", []) + [m.id for m in catalog.in_category("vision")]))
         m = _first(catalog, ids, need, vision=True)
         n = "a screenshot" if facts.images == 1 else f"{facts.images} images"
         if m:
@@ -148,12 +150,15 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
         biggest = max((catalog.get(i) for i in ids if i in catalog and catalog.get(i).capabilities.vision), key=lambda x: x.context_window, default=None)
         if biggest is None:
             raise CatalogError("routing.json preferences.vision", "no vision-capable model in the catalog; images cannot be routed")
-        budget = _log_budget(facts, biggest, policy)
-        return _decision(biggest, "vision", f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s {_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens.",
-                         need, "vision_reduced", ids, reduce_logs_to=budget)
+        if facts.log_tokens and facts.reducible_log:
+            budget = _log_budget(facts, biggest, policy)
+            return _decision(biggest, "vision", f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s {_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens.",
+                             need, "vision_reduced", ids, reduce_logs_to=budget)
+        return _decision(biggest, "vision", f"{n.capitalize()} attached, and the conversation (~{_fmt(need)} tokens) is too long for {biggest.name}'s {_fmt(biggest.context_window)} window: older turns are compacted into a summary.",
+                         need, "compact", ids)
 
     if not _fits(triage, need):
-        ids = prefs.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]
+        ids = list(dict.fromkeys(prefs.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]))
         fitting = sorted((catalog.get(i) for i in set(ids) if i in catalog and _fits(catalog.get(i), need)), key=lambda x: x.context_window)
         what = "the attached log" if facts.log_tokens > facts.history_tokens else "the conversation"
         if fitting:

@@ -47,7 +47,7 @@ class Session:
         """The /session payload; field names are a public promise."""
         return {
             "conversation_id": self.conversation_id,
-            "messages": self.messages,
+            "messages": [_public(m) for m in self.messages],
             "tool_calls": self.tool_calls,
             "routes": self.routes,
             "usage": self.usage,
@@ -56,3 +56,10 @@ class Session:
             "forked_from": self.forked_from,
             "turns": self.turn,
         }
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    """A transcript message without server-side details (where an upload sits on disk)."""
+    if not any("local_file" in a for a in message.get("attachments", ())):
+        return message
+    return message | {"attachments": [{k: v for k, v in a.items() if k != "local_file"} for a in message["attachments"]]}

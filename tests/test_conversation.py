@@ -284,3 +284,17 @@ def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(tmp_pa
     assert "stopped" in session.history[-1]["content"]
     assert session.ticket["escalation_ticket_id"] and session.ticket["status"] == "escalated"
     assert session.messages[-1]["stopped"]
+
+
+def test_retention_purges_old_conversations_while_the_app_runs(tmp_path: Path):
+    import time as clock
+
+    from supportbot.history import History
+
+    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "retention_days": 7}, environ={}, dotenv_path=None)
+    runner = TurnRunner(Services.create(settings, OfflineEngine()))
+    old = Session()
+    History(tmp_path / "supportbot.sqlite3", clock=lambda: clock.time() - 30 * 86400).save(old)
+    assert runner.s.history.load(old.conversation_id) is not None
+    run(runner, Session(), "hello")
+    assert runner.s.history.load(old.conversation_id) is None

@@ -152,3 +152,16 @@ def test_token_estimates_are_calibrated_by_kind():
     assert abs(tokens.estimate_tokens(log) - len(log) / 2) < 2
     image_msg = {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:"}}]}
     assert tokens.estimate_message(image_msg) >= tokens.IMAGE_TOKENS
+
+
+def test_choosing_the_largest_model_for_an_oversized_log_still_reduces_it():
+    d = decide(TurnFacts("log", log_tokens=3_000_000), selected="deepseek-v4-flash")
+    assert d.model == "deepseek-v4-flash" and d.reduce_logs_to is not None
+    assert d.reason.startswith("You chose DeepSeek V4 Flash") and "reduced" in d.reason
+
+
+def test_an_image_with_a_history_too_long_for_vision_models_compacts():
+    d = decide(TurnFacts("and this?", images=1, history_tokens=400_000, reducible_log=False))
+    assert CATALOG.get(d.model).capabilities.vision and d.rule == "compact"
+    assert "compacted" in d.reason and d.reduce_logs_to is None
+    assert len(d.fallbacks) == len(set(d.fallbacks))

@@ -151,3 +151,15 @@ def test_routes_in_session_show_each_rule(client: Client):
     assert routes == [("qwen-3-32b", "multilingual"), ("deepseek-v4-flash", "long_context")]
     user = [m for m in session["messages"] if m["role"] == "user"][-1]
     assert user["attachments"][0]["kind"] == "log" and user["attachments"][0]["est_tokens"] > 262_144
+
+
+def test_a_bad_port_names_its_variable():
+    from supportbot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="GRADIO_SERVER_PORT"):
+        launch_options(Settings.load(environ={}, dotenv_path=None), env={"GRADIO_SERVER_PORT": "eighty"})
+
+
+def test_session_json_does_not_expose_server_paths(client: Client):
+    session = turn(client, "look", [str(SAMPLES / "checkout-error.png")])
+    assert "local_file" not in str(session) and "/tmp/" not in str(session["messages"])

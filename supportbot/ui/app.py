@@ -15,7 +15,7 @@ import openai
 
 from supportbot.config import ASSETS_DIR, PACKAGE_DIR, Settings, redact
 from supportbot.conversation import Services, TurnRunner
-from supportbot.errors import SupportbotError
+from supportbot.errors import ConfigError, SupportbotError
 from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
 from supportbot.session import Session
 from supportbot.ui import render, usage_view
@@ -51,7 +51,10 @@ def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dic
     env = dict(os.environ if env is None else env)
     on_spaces = env.get("SYSTEM") == "spaces" or bool(env.get("SPACE_ID"))
     host = env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_spaces else "127.0.0.1")
-    port = int(env.get("GRADIO_SERVER_PORT") or 7860)
+    raw_port = env.get("GRADIO_SERVER_PORT") or "7860"
+    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise ConfigError("GRADIO_SERVER_PORT", f"must be a port number from 1 to 65535 (got {raw_port!r})")
+    port = int(raw_port)
     return {
         "server_name": host,
         "server_port": port,
@@ -68,18 +71,17 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     """Build the playground; nothing here is shared between users except read-only services."""
     settings = settings or Settings.load()
     services = services or Services.create(settings)
-    if settings.retention_days:
-        services.history.purge_older_than(settings.retention_days)
     runner = TurnRunner(services)
+    runner.purge_expired()  # then again after turns, at most hourly
     live = services.clients.engine is None
 
     def live_panels(session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
         """What changes while a turn streams: cheap to render, sent on every redraw."""
         return render.chat_view(session, mode, live_turn), render.tools_html(session), render.routes_html(session), render.context_meter(session)
 
-    def detail_panels(session: Session) -> tuple:
+    def detail_panels(session: Session, plan_name: str | None = None) -> tuple:
         """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
-        usage_html, plot = usage_view.render(session, services.pricing, settings.plan)
+        usage_html, plot = usage_view.render(session, services.pricing, plan_name or settings.plan)
         return (copy.deepcopy(session.tool_calls[::-1]), render.ticket_chips(session.ticket, session.ticket_error),
                 copy.deepcopy(session.ticket), usage_html, plot)
 
@@ -120,6 +122,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     with gr.Tab("🧭 Route"):
                         route_html = gr.HTML(render.routes_html(Session()))
                     with gr.Tab("📊 Usage"):
+                        plan = gr.Dropdown([(f"Oxlo {p.name}", p.name) for p in services.pricing.plans], value=settings.plan,
+                                           label="Flat-priced plan to compare", container=False)
                         usage_html = gr.HTML(usage_view.render(Session(), services.pricing, settings.plan)[0], elem_classes="sb-usage")
                         usage_plot = gr.LinePlot(usage_view.empty_plot(), x="turn", y="usd", color="pricing", title="Cumulative cost (USD)",
                                                  x_title="turn", y_title="USD", height=220)
@@ -164,13 +168,13 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 raise gr.Error(str(exc), title="Could not send that") from None
             yield (*live_panels(session, mode), None, session)
 
-        def details(session: Session | None):
-            return detail_panels(session or Session())
+        def details(session: Session | None, plan_name: str | None = None):
+            return detail_panels(session or Session(), plan_name)
 
         chat_event = msg.submit(chat, [msg, model, steps, ticket_mode, state], [*live_outputs, msg, state],
                                 api_name="chat", concurrency_limit=settings.concurrency_limit, show_progress="minimal")
         # Runs after the turn ends, stopped or not, so the panels always match the session.
-        chat_event.then(details, [state], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
+        chat_event.then(details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
 
         turn_events = [chat_event]
         for btn, (_, text, files) in zip(example_btns, EXAMPLES):
@@ -178,7 +182,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             event = btn.click(lambda ex=example: ex, None, msg, api_visibility="private").then(
                 chat, [msg, model, steps, ticket_mode, state], [*live_outputs, msg, state],
                 concurrency_limit=settings.concurrency_limit, api_visibility="private")
-            event.then(details, [state], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
+            event.then(details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=settings.concurrency_limit)
             turn_events.append(event)
         msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
@@ -186,6 +190,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             return panels(session or Session(), mode)
 
         steps.change(redraw, [steps, state], outputs, api_visibility="private")
+        plan.change(details, [state, plan], detail_outputs, api_visibility="private")
 
         def new_conversation(mode: str):
             """Forget everything: the agent's memory too."""

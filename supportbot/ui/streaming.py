@@ -49,4 +49,4 @@ async def batches(events: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
             try:
                 await task
             except asyncio.CancelledError:
-                pass
+                pass  # we cancelled it: its turn records the stop itself (see TurnRunner.run)
