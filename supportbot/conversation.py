@@ -135,7 +135,7 @@ class TurnRunner:
         self._last_purge = time.monotonic()
         return self.s.history.purge_older_than(days)
 
-    def facts(self, session: Session, text: str, found: Attachments, model_tools: bool = True) -> TurnFacts:
+    def facts(self, session: Session, text: str, found: Attachments) -> TurnFacts:
         """What the router needs for this turn."""
         overhead = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
         return TurnFacts(

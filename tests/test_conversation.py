@@ -21,10 +21,20 @@ def engine() -> OfflineEngine:
     return OfflineEngine()
 
 
+def make_runner(data_dir: Path, engine: OfflineEngine) -> TurnRunner:
+    settings = Settings.load({"data_dir": data_dir, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
+    return TurnRunner(Services.create(settings, engine))
+
+
 @pytest.fixture
 def runner(tmp_path: Path, engine: OfflineEngine) -> TurnRunner:
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
-    return TurnRunner(Services.create(settings, engine))
+    return make_runner(tmp_path, engine)
+
+
+@pytest.fixture
+def slow_runner(tmp_path: Path) -> TurnRunner:
+    """A runner whose engine streams slowly enough to stop, or overlap, a turn midway."""
+    return make_runner(tmp_path, OfflineEngine(stream_delay_s=0.05))
 
 
 def run(runner: TurnRunner, session: Session, text: str, files: list[Path] | None = None, **kwargs) -> list:
@@ -176,10 +186,8 @@ def test_a_chosen_model_too_small_for_the_history_compacts_and_says_so(runner: T
     assert session.history[0]["content"].startswith("Summary of earlier turns")
 
 
-def test_stopping_a_turn_keeps_what_arrived_and_the_history_consistent(tmp_path: Path):
-    engine = OfflineEngine(stream_delay_s=0.05)
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
-    runner = TurnRunner(Services.create(settings, engine))
+def test_stopping_a_turn_keeps_what_arrived_and_the_history_consistent(slow_runner: TurnRunner):
+    runner = slow_runner
     session = Session()
     run(runner, session, "Where is my order #48291?")
     history = list(session.history)
@@ -219,10 +227,8 @@ def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
     assert len(catalog.models) == 10
 
 
-def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(tmp_path: Path):
-    engine = OfflineEngine(stream_delay_s=0.02)
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
-    runner = TurnRunner(Services.create(settings, engine))
+def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(slow_runner: TurnRunner):
+    runner = slow_runner
     session = Session()
 
     async def both():
@@ -259,10 +265,8 @@ def test_a_reloaded_conversation_forks_so_two_readers_never_overwrite_each_other
     assert runner.s.history.load(b.conversation_id).messages[-2]["content"] == "I'd like a refund for order #48258"
 
 
-def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(tmp_path: Path):
-    engine = OfflineEngine(stream_delay_s=0.05)
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
-    runner = TurnRunner(Services.create(settings, engine))
+def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(slow_runner: TurnRunner):
+    runner = slow_runner
     session = Session()
 
     async def stop_after_the_tools():
