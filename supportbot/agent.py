@@ -227,11 +227,12 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
     """Turn an SDK error into an ApiError whose message says what to do."""
     status = getattr(exc, "status_code", None)
     detail = redact(_server_message(exc), settings.api_key.get_secret_value() if settings.api_key else None)
-    attempts = settings.max_retries + 1
+    n = settings.max_retries + 1
+    attempts = f"{n} attempt{'s' if n != 1 else ''}"
     if isinstance(exc, openai.APITimeoutError):
-        return ApiError("timeout", f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts} attempts). The service may be busy: try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.")
+        return ApiError("timeout", f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.")
     if isinstance(exc, openai.APIConnectionError):
-        return ApiError("connection", f"Could not reach {base_url} ({attempts} attempts): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.")
+        return ApiError("connection", f"Could not reach {base_url} ({attempts}): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.")
     if isinstance(exc, openai.AuthenticationError):
         return ApiError("auth", f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}", status)
     if isinstance(exc, openai.PermissionDeniedError):
@@ -239,14 +240,14 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
     if isinstance(exc, openai.NotFoundError):
         return ApiError("not_found", f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in the catalog may not be served. {detail}", status)
     if isinstance(exc, openai.RateLimitError):
-        return ApiError("rate_limit", f"Rate limit reached (429) after {attempts} attempts. Wait a moment, then send again. {detail}", status)
+        return ApiError("rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status)
     if isinstance(exc, openai.BadRequestError):
         code = str(getattr(exc, "code", "") or "")
         if "context" in code or "context length" in detail.lower() or "maximum context" in detail.lower():
             return ApiError("context_length", f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach a shorter log, pick a long-context model, or start a new conversation. {detail}", status)
         return ApiError("bad_request", f"The service rejected the request (400): {detail}", status)
     if isinstance(exc, openai.APIStatusError) and status and status >= 500:
-        return ApiError("server", f"The model service had trouble ({status}) after {attempts} attempts: its workers may be busy or restarting. Try again shortly or choose another model. {detail}", status)
+        return ApiError("server", f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try again shortly or choose another model. {detail}", status)
     return ApiError("server" if status is None else "bad_request", f"The model service failed ({status or type(exc).__name__}): {detail or exc}", status)
 
 
