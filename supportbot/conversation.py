@@ -91,8 +91,7 @@ class Services:
 
 @dataclass
 class Attachments:
-    images: list[tuple[str, bytes]] = field(default_factory=list)
-    image_paths: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)  # read (and size-checked) by prepare_image
     logs: list[LogFile] = field(default_factory=list)
 
 
@@ -106,10 +105,7 @@ def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[
             head = fh.read(16)
         is_image = head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
         if is_image or path.suffix.lower() in IMAGE_SUFFIXES:
-            if path.stat().st_size > settings.max_upload_mb * 2**20:
-                raise AttachmentError(path.name, f"is larger than the {settings.max_upload_mb} MB upload limit.")
-            found.images.append((path.name, path.read_bytes()))
-            found.image_paths.append(path)
+            found.images.append(path)
         else:
             found.logs.append(open_log(path, path.name, limits))
     if len(found.images) > settings.max_images_per_turn:
@@ -126,6 +122,8 @@ class TurnRunner:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._last_purge = float("-inf")
+        # The system prompt and tool schemas never change: estimate them once, not every turn.
+        self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
     def purge_expired(self, every_s: float = 3600.0) -> int:
         """Apply SUPPORTBOT_RETENTION_DAYS at most once per ``every_s``: a hosted demo runs for weeks."""
@@ -137,13 +135,12 @@ class TurnRunner:
 
     def facts(self, session: Session, text: str, found: Attachments) -> TurnFacts:
         """What the router needs for this turn."""
-        overhead = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
         return TurnFacts(
             text=text,
             images=len(found.images),
             log_tokens=sum(log.est_tokens for log in found.logs),
             history_tokens=tokens.estimate_messages(session.history),
-            overhead_tokens=overhead,
+            overhead_tokens=self._overhead_tokens,
             output_tokens=self.s.settings.max_output_tokens,
             history=[m["content"] for m in session.messages if m["role"] == "user" and isinstance(m.get("content"), str)],
         )
@@ -183,7 +180,7 @@ class TurnRunner:
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
         decision = self.decide(session, text, found, selected)
         model = self.s.catalog.get(decision.model)
-        images = [await asyncio.to_thread(self._image, name, data, model) for name, data in found.images]
+        images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
         if session.loaded:
@@ -197,7 +194,7 @@ class TurnRunner:
              "height": im.source_height, "sent_width": im.width, "sent_height": im.height, "payload_bytes": im.payload_bytes,
              # Not "path": Gradio treats any output dict with a "path" key as a file to serve.
              "local_file": str(path)}
-            for im, path in zip(images, found.image_paths)
+            for im, path in zip(images, found.images)
         ] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": turn})
         yield RouteChosen(decision)
@@ -255,8 +252,8 @@ class TurnRunner:
         self.s.history.save(session)
         self.purge_expired()
 
-    def _image(self, name: str, data: bytes, model: ModelInfo) -> PreparedImage:
-        return prepare_image(data, name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792)
+    def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
+        return prepare_image(path, path.name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792)
 
     @staticmethod
     def _logs(logs: list[LogFile], budget: int | None) -> tuple[list[str], list[dict[str, Any]]]:
