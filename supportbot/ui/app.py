@@ -85,8 +85,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         return (copy.deepcopy(session.tool_calls[::-1]), render.ticket_chips(session.ticket, session.ticket_error),
                 copy.deepcopy(session.ticket), usage_html, plot)
 
-    def panels(session: Session, mode: str) -> tuple:
-        return (*live_panels(session, mode), *detail_panels(session))
+    def panels(session: Session, mode: str, plan_name: str | None) -> tuple:
+        return (*live_panels(session, mode), *detail_panels(session, plan_name))
 
     with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True) as demo:
         state = gr.State(None)
@@ -186,19 +186,21 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             turn_events.append(event)
         msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
-        def redraw(mode: str, session: Session | None):
-            return panels(session or Session(), mode)
+        def redraw(mode: str, session: Session | None, plan_name: str | None):
+            return panels(session or Session(), mode, plan_name)
 
-        steps.change(redraw, [steps, state], outputs, api_visibility="private")
+        # Only the chat and its neighbours depend on the steps mode.
+        steps.change(lambda mode, session: live_panels(session or Session(), mode), [steps, state], live_outputs,
+                     api_visibility="private")
         plan.change(details, [state, plan], detail_outputs, api_visibility="private")
 
-        def new_conversation(mode: str):
+        def new_conversation(mode: str, plan_name: str | None = None):
             """Forget everything: the agent's memory too."""
             fresh = Session()
-            return (*panels(fresh, mode), None, fresh)
+            return (*panels(fresh, mode, plan_name), None, fresh)
 
         # A turn still streaming into the old session would otherwise write it back into the state.
-        new_btn.click(new_conversation, [steps], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events)
+        new_btn.click(new_conversation, [steps, plan], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events)
 
         def session_payload(session: Session | None) -> dict:
             """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
@@ -215,9 +217,9 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             return loaded.to_json(), loaded
 
         load_btn.click(load, [load_id, state], [session_json, state], api_name="load").then(
-            redraw, [steps, state], outputs, api_visibility="private")
+            redraw, [steps, state, plan], outputs, api_visibility="private")
 
-        def on_page_load(mode: str, session: Session | None, request: gr.Request):
+        def on_page_load(mode: str, session: Session | None, plan_name: str | None, request: gr.Request):
             cid = request.query_params.get("c") if request else None
             if cid:
                 loaded = services.history.load(cid)
@@ -225,11 +227,11 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     gr.Warning("That conversation link has expired or never existed; starting a new one.")
                 else:
                     loaded.loaded = True
-                    return (*panels(loaded, mode), loaded)
+                    return (*panels(loaded, mode, plan_name), loaded)
             session = session or Session()
-            return (*panels(session, mode), session)
+            return (*panels(session, mode, plan_name), session)
 
-        demo.load(on_page_load, [steps, state], [*outputs, state], api_visibility="private")
+        demo.load(on_page_load, [steps, state, plan], [*outputs, state], api_visibility="private")
 
         def export(session: Session | None):
             session = session or Session()
@@ -243,17 +245,17 @@ def build_app(settings: Settings | None = None, services: Services | None = None
 
         export_btn.click(export, [state], [export_files, share_md], api_name="export")
 
-        def import_conversation(file: Any, mode: str, session: Session | None):
+        def import_conversation(file: Any, mode: str, session: Session | None, plan_name: str | None):
             try:
                 imported = services.history.import_json(Path(_path_of(file)).read_text(encoding="utf-8"))
             except (SupportbotError, UnicodeDecodeError, OSError) as exc:
                 gr.Warning(f"Could not import that file: {exc}")
                 session = session or Session()
-                return (*panels(session, mode), session)
+                return (*panels(session, mode, plan_name), session)
             services.history.save(imported)
-            return (*panels(imported, mode), imported)
+            return (*panels(imported, mode, plan_name), imported)
 
-        import_btn.upload(import_conversation, [import_btn, steps, state], [*outputs, state], api_visibility="private")
+        import_btn.upload(import_conversation, [import_btn, steps, state, plan], [*outputs, state], api_visibility="private")
     return demo
 
 
