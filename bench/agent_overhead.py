@@ -22,12 +22,12 @@ import httpx  # noqa: E402
 import openai  # noqa: E402
 
 from supportbot.agent import SYSTEM_PROMPT, Agent  # noqa: E402
-from supportbot.catalog import load_catalog  # noqa: E402
 from supportbot.client import ClientFactory  # noqa: E402
 from supportbot.config import Settings  # noqa: E402
 from supportbot.engine import OfflineEngine, start_server  # noqa: E402
 from supportbot.events import Done  # noqa: E402
-from supportbot.store import Store  # noqa: E402
+from supportbot.routing.catalog import load_catalog  # noqa: E402
+from supportbot.storage.store import Store  # noqa: E402
 from supportbot.tools import REGISTRY, ToolContext  # noqa: E402
 
 DUMP = "--dump" in sys.argv
@@ -50,8 +50,14 @@ async def raw_turn(client: openai.AsyncOpenAI, model_id: str, ctx: ToolContext, 
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
     tools = REGISTRY.schemas()
     for _ in range(4):
-        stream = await client.chat.completions.create(model=model_id, messages=messages, tools=tools, stream=True,
-                                                      stream_options={"include_usage": True}, max_tokens=max_tokens)
+        stream = await client.chat.completions.create(
+            model=model_id,
+            messages=messages,
+            tools=tools,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=max_tokens,
+        )
         text, calls = "", {}
         async for chunk in stream:
             for choice in chunk.choices:
@@ -64,8 +70,16 @@ async def raw_turn(client: openai.AsyncOpenAI, model_id: str, ctx: ToolContext, 
                     call["arguments"] += (tc.function.arguments or "") if tc.function else ""
         if not calls:
             return text
-        messages.append({"role": "assistant", "content": text or None, "tool_calls": [
-            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls.values()]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls.values()
+                ],
+            }
+        )
         for c in calls.values():
             result = await REGISTRY.run(c["id"], c["name"], c["arguments"], ctx)
             messages.append({"role": "tool", "tool_call_id": c["id"], "content": result.content()})
@@ -75,13 +89,23 @@ async def raw_turn(client: openai.AsyncOpenAI, model_id: str, ctx: ToolContext, 
 async def main(runs: int) -> None:
     engine = OfflineEngine()
     with start_server(engine) as server, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings.load({"base_url": server.base_url, "api_key": "bench", "engine": "live", "max_retries": 0}, environ={}, dotenv_path=None)
+        settings = Settings.load(
+            {"base_url": server.base_url, "api_key": "bench", "engine": "live", "max_retries": 0},
+            environ={},
+            dotenv_path=None,
+        )
         agent = Agent(settings, ClientFactory(settings))
         # The same HTTP settings the agent's factory uses, so only the loop differs.
         timeout = httpx.Timeout(settings.request_timeout, connect=10.0)
-        raw = openai.AsyncOpenAI(base_url=server.base_url, api_key="bench", max_retries=0, timeout=timeout,
-                                 http_client=httpx.AsyncClient(timeout=timeout, verify=False,
-                                                               limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)))
+        raw = openai.AsyncOpenAI(
+            base_url=server.base_url,
+            api_key="bench",
+            max_retries=0,
+            timeout=timeout,
+            http_client=httpx.AsyncClient(
+                timeout=timeout, verify=False, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+            ),
+        )
         model = load_catalog().get("llama-3.3-70b")
         store = Store(Path(tmp) / "bench.sqlite3")
         ctx = ToolContext(store)
@@ -90,7 +114,10 @@ async def main(runs: int) -> None:
             await raw_turn(raw, model.id, ctx, settings.max_output_tokens)
         agent_ms, raw_ms = [], []
         for i in range(runs):
-            pair = [("agent", lambda: agent_turn(agent, model, ctx)), ("raw", lambda: raw_turn(raw, model.id, ctx, settings.max_output_tokens))]
+            pair = [
+                ("agent", lambda: agent_turn(agent, model, ctx)),
+                ("raw", lambda: raw_turn(raw, model.id, ctx, settings.max_output_tokens)),
+            ]
             for name, fn in pair if i % 2 == 0 else pair[::-1]:  # interleave, alternating order
                 start = time.perf_counter()
                 await fn()

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from supportbot.images import prepare_image  # noqa: E402
-from supportbot.logs import open_log  # noqa: E402
+from supportbot.attachments.images import prepare_image  # noqa: E402
+from supportbot.attachments.logs import open_log  # noqa: E402
 
 Row = tuple[str, str, str, str, str]
 
@@ -55,11 +55,15 @@ def ui_screenshot(w: int = 4240, h: int = 2832) -> bytes:
         d.text((60, 128 + i * 60), f"Ticket {1000 + i}: delivery delayed", fill=(20, 20, 80), font=font)
     letters = "abcdefghijklmnopqrstuvwxyz"
     for y in range(120, h - 760, 34):
-        words = " ".join("".join(rnd.choice(letters) for _ in range(rnd.randint(2, 9))) for _ in range(rnd.randint(5, 25)))
+        words = " ".join(
+            "".join(rnd.choice(letters) for _ in range(rnd.randint(2, 9))) for _ in range(rnd.randint(5, 25))
+        )
         d.text((560 + rnd.randint(0, 40), y), words, fill=(30, 30, 30), font=font)
     for i in range(6):
         x0 = 600 + i * 560
-        d.rounded_rectangle([x0, h - 700, x0 + 500, h - 300], radius=20, fill=(66, 133, 244) if i % 2 else (52, 168, 83))
+        d.rounded_rectangle(
+            [x0, h - 700, x0 + 500, h - 300], radius=20, fill=(66, 133, 244) if i % 2 else (52, 168, 83)
+        )
         d.text((x0 + 40, h - 660), f"Action {i}", fill=(255, 255, 255), font=font)
     buf = io.BytesIO()
     im.save(buf, "PNG")
@@ -70,7 +74,18 @@ def camera_photo(w: int = 4032, h: int = 3024) -> bytes:
     """A 12 MP photo-like JPEG: smooth gradients plus sensor-like noise."""
     noise = Image.effect_noise((w, h), 40).convert("RGB")
     gradient = Image.linear_gradient("L").resize((w, h)).convert("RGB")
-    im = Image.blend(Image.merge("RGB", (gradient.getchannel(0), noise.getchannel(0), gradient.getchannel(0).transpose(Image.Transpose.FLIP_LEFT_RIGHT))), noise, 0.3)
+    im = Image.blend(
+        Image.merge(
+            "RGB",
+            (
+                gradient.getchannel(0),
+                noise.getchannel(0),
+                gradient.getchannel(0).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+            ),
+        ),
+        noise,
+        0.3,
+    )
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=92)
     return buf.getvalue()
@@ -85,16 +100,35 @@ def service_log(n_lines: int, seed: int) -> str:
         ts = f"2026-11-27T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.{rnd.randrange(1000):03d}Z"
         r = rnd.random()
         if r < 0.5:
-            out.append(f"{ts} INFO  [exec-{rnd.randint(1, 20)}] c.e.api.RequestLogger - GET /api/orders/{rnd.randint(1, 99999)} status=200 took={rnd.randint(1, 900)}ms user={rnd.choice(users)} req={rnd.getrandbits(64):016x}")
+            out.append(
+                f"{ts} INFO  [exec-{rnd.randint(1, 20)}] c.e.api.RequestLogger - GET "
+                f"/api/orders/{rnd.randint(1, 99999)} status=200 took={rnd.randint(1, 900)}ms "
+                f"user={rnd.choice(users)} req={rnd.getrandbits(64):016x}"
+            )
         elif r < 0.8:
-            out.append(f"{ts} DEBUG [pool-{rnd.randint(1, 4)}-thread-{rnd.randint(1, 8)}] c.e.db.Pool - checkout conn id={rnd.randint(1, 50)} active={rnd.randint(0, 50)}")
+            out.append(
+                f"{ts} DEBUG [pool-{rnd.randint(1, 4)}-thread-{rnd.randint(1, 8)}] c.e.db.Pool - checkout conn "
+                f"id={rnd.randint(1, 50)} active={rnd.randint(0, 50)}"
+            )
         elif r < 0.95:
-            out.append(f"{ts} INFO  [scheduler] c.e.jobs.Sync - synced {rnd.randint(0, 500)} records from 10.0.{rnd.randint(0, 255)}.{rnd.randint(0, 255)} in {rnd.random():.3f}s")
+            out.append(
+                f"{ts} INFO  [scheduler] c.e.jobs.Sync - synced {rnd.randint(0, 500)} records from "
+                f"10.0.{rnd.randint(0, 255)}.{rnd.randint(0, 255)} in {rnd.random():.3f}s"
+            )
         elif r < 0.995:
-            out.append(f'{ts} WARN  [exec-{rnd.randint(1, 20)}] c.e.api.RateLimiter - client 192.168.{rnd.randint(0, 255)}.{rnd.randint(0, 255)} over limit "{rnd.choice(users)}"')
+            out.append(
+                f'{ts} WARN  [exec-{rnd.randint(1, 20)}] c.e.api.RateLimiter - client 192.168.{rnd.randint(0, 255)}.{rnd.randint(0, 255)} over limit "{rnd.choice(users)}"'
+            )
         else:
-            out.append(f"{ts} ERROR [exec-{rnd.randint(1, 20)}] c.e.api.OrderController - failed to load order {rnd.randint(1, 99999)}")
-            out += ["java.lang.IllegalStateException: connection pool exhausted", "\tat com.example.db.Pool.checkout(Pool.java:118)", "\tat com.example.api.OrderController.get(OrderController.java:57)", "\t... 42 more"]
+            out.append(
+                f"{ts} ERROR [exec-{rnd.randint(1, 20)}] c.e.api.OrderController - failed to load order {rnd.randint(1, 99999)}"
+            )
+            out += [
+                "java.lang.IllegalStateException: connection pool exhausted",
+                "\tat com.example.db.Pool.checkout(Pool.java:118)",
+                "\tat com.example.api.OrderController.get(OrderController.java:57)",
+                "\t... 42 more",
+            ]
     return "\n".join(out) + "\n"
 
 
@@ -114,18 +148,30 @@ def bench_image() -> list[Row]:
     photo_case = f"(a2) 12 MP JPEG photo, {len(photo) / 1e6:.1f} MB"
     return [
         (photo_case, "prepare_image (median of 7)", f"{tp * 1000:.0f} ms", "-", "-"),
-        (photo_case, f"payload ({photo_prepared.mime}, {photo_prepared.width}x{photo_prepared.height})", f"{photo_prepared.payload_bytes / 1024:.0f} KB", "<= 600 KB", "yes" if photo_prepared.payload_bytes <= 600 * 1024 else "NO"),
+        (
+            photo_case,
+            f"payload ({photo_prepared.mime}, {photo_prepared.width}x{photo_prepared.height})",
+            f"{photo_prepared.payload_bytes / 1024:.0f} KB",
+            "<= 600 KB",
+            "yes" if photo_prepared.payload_bytes <= 600 * 1024 else "NO",
+        ),
         (case, "prepare_image (median of 7)", f"{t * 1000:.0f} ms", "<= 150 ms", "yes" if t <= 0.150 else "NO"),
         (case, "  baseline: bare Pillow decode", f"{base * 1000:.0f} ms", "-", "-"),
-        (case, f"payload ({prepared.mime}, {prepared.width}x{prepared.height})", f"{prepared.payload_bytes / 1024:.0f} KB", "<= 600 KB", "yes" if prepared.payload_bytes <= 600 * 1024 else "NO"),
+        (
+            case,
+            f"payload ({prepared.mime}, {prepared.width}x{prepared.height})",
+            f"{prepared.payload_bytes / 1024:.0f} KB",
+            "<= 600 KB",
+            "yes" if prepared.payload_bytes <= 600 * 1024 else "NO",
+        ),
     ]
 
 
 def route_timer(text: str) -> Callable[[], object] | None:
     """A call that routes a turn carrying ``text`` as a log, or None without a router."""
     try:
-        from supportbot.catalog import load_catalog
-        from supportbot.router import TurnFacts, load_policy, route
+        from supportbot.routing.catalog import load_catalog
+        from supportbot.routing.router import TurnFacts, load_policy, route
     except ImportError:
         return None
     catalog = load_catalog()
@@ -148,7 +194,9 @@ def bench_paste() -> list[Row]:
         path = Path(tmp) / "pasted_text.txt"
         path.write_text(text)
         tf = median_seconds(lambda: open_log(path).est_tokens, runs=7)
-        rows.append((case, "  same as a .txt upload", f"{tf * 1000:.1f} ms", "<= 50 ms", "yes" if tf <= 0.050 else "NO"))
+        rows.append(
+            (case, "  same as a .txt upload", f"{tf * 1000:.1f} ms", "<= 50 ms", "yes" if tf <= 0.050 else "NO")
+        )
     try:
         runner = route_timer(text)
     except Exception as exc:  # the router is another module in progress: report, don't fail the bench
@@ -161,7 +209,15 @@ def bench_paste() -> list[Row]:
         decision = runner()
         tr = median_seconds(runner, runs=7)
         model = getattr(decision, "model", "?")
-        rows.append((case, f"open_log + estimate + route -> {model}", f"{tr * 1000:.1f} ms", "<= 50 ms", "yes" if tr <= 0.050 else "NO"))
+        rows.append(
+            (
+                case,
+                f"open_log + estimate + route -> {model}",
+                f"{tr * 1000:.1f} ms",
+                "<= 50 ms",
+                "yes" if tr <= 0.050 else "NO",
+            )
+        )
     return rows
 
 
@@ -169,7 +225,8 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from supportbot.logs import LogLimits, open_log, reduce_log
+from supportbot.attachments.logs import LogLimits, open_log
+from supportbot.attachments.reduce import reduce_log
 start = time.perf_counter()
 if sys.argv[3] == "lines":
     n = sum(1 for _ in open(sys.argv[2], encoding="utf-8"))
@@ -186,7 +243,9 @@ print(json.dumps({"s": seconds, "rss_mb": peak_kb / 1024, "header": header}))
 
 def run_child(path: Path, mode: str) -> dict:
     """Measure in a fresh interpreter so the parent's memory does not count."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(path), mode], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT), str(path), mode], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -205,12 +264,33 @@ def bench_big_log() -> list[Row]:
             while block := src.read(2**22):
                 dst.write(block)
         size = path.stat().st_size
-        for label, target in ((f"(c) {size / 1e6:.0f} MB log on disk", path), (f"(c) same, {gz.stat().st_size / 1e6:.0f} MB .gz upload", gz)):
+        for label, target in (
+            (f"(c) {size / 1e6:.0f} MB log on disk", path),
+            (f"(c) same, {gz.stat().st_size / 1e6:.0f} MB .gz upload", gz),
+        ):
             r = run_child(target, "reduce")
-            rows.append((label, "open_log + reduce_log(100k)", f"{r['s']:.2f} s", "<= 3 s", "yes" if r["s"] <= 3 else "NO"))
-            rows.append((label, "  peak RSS (child process)", f"{r['rss_mb']:.0f} MB", "<= 400 MB", "yes" if r["rss_mb"] <= 400 else "NO"))
+            rows.append(
+                (label, "open_log + reduce_log(100k)", f"{r['s']:.2f} s", "<= 3 s", "yes" if r["s"] <= 3 else "NO")
+            )
+            rows.append(
+                (
+                    label,
+                    "  peak RSS (child process)",
+                    f"{r['rss_mb']:.0f} MB",
+                    "<= 400 MB",
+                    "yes" if r["rss_mb"] <= 400 else "NO",
+                )
+            )
         base = run_child(path, "lines")
-        rows.append((f"(c) {size / 1e6:.0f} MB log on disk", "  baseline: count lines in Python", f"{base['s']:.2f} s", "-", "-"))
+        rows.append(
+            (
+                f"(c) {size / 1e6:.0f} MB log on disk",
+                "  baseline: count lines in Python",
+                f"{base['s']:.2f} s",
+                "-",
+                "-",
+            )
+        )
         print("reduced header:", r["header"])
     return rows
 
@@ -222,7 +302,7 @@ def main() -> None:
     rows += bench_big_log()
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for n, row in enumerate(rows):
-        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if n == 0:
             print("-+-".join("-" * w for w in widths))
 

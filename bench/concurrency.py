@@ -47,8 +47,11 @@ GOAL = 0.90
 
 def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Settings]:
     """The playground pointed at `base_url` as a live OpenAI-compatible service."""
-    settings = Settings.load({"data_dir": data_dir, "engine": "live", "api_key": "bench", "base_url": base_url, "max_retries": 0},
-                             environ={}, dotenv_path=None)
+    settings = Settings.load(
+        {"data_dir": data_dir, "engine": "live", "api_key": "bench", "base_url": base_url, "max_retries": 0},
+        environ={},
+        dotenv_path=None,
+    )
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=settings.concurrency_limit)
     options = launch_options(settings, env={})
@@ -70,7 +73,9 @@ def launch_bare(sleep_s: float, max_threads: int) -> tuple[gr.Blocks, str]:
         box.submit(wait, box, out, api_name="wait", concurrency_limit=None)
         gr.Button().click(lambda: "", None, out, api_name="ping")
     demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, max_threads=max_threads)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, max_threads=max_threads
+    )
     return demo, url
 
 
@@ -83,7 +88,9 @@ def requests_per_turn(url: str, message: str) -> int:
     client = Client(url, verbose=False, ssl_verify=False)
     turn(client, message)
     session = client.predict(api_name="/session")
-    assert session["messages"][-1]["role"] == "assistant" and not session["messages"][-1].get("error"), session["messages"][-1]
+    assert session["messages"][-1]["role"] == "assistant" and not session["messages"][-1].get("error"), session[
+        "messages"
+    ][-1]
     return len(session["usage"])
 
 
@@ -218,13 +225,17 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
             try:
                 requests = requests_per_turn(url, message)
                 ideal = requests * latency
-                print(f"{message!r} makes {requests} model request(s) per turn -> ideal {ideal:.2f} s; "
-                      f"concurrency_limit={settings.concurrency_limit}, max_threads={max_threads}, "
-                      f"clients {'in this process' if in_process else 'in a separate process'}")
+                print(
+                    f"{message!r} makes {requests} model request(s) per turn -> ideal {ideal:.2f} s; "
+                    f"concurrency_limit={settings.concurrency_limit}, max_threads={max_threads}, "
+                    f"clients {'in this process' if in_process else 'in a separate process'}"
+                )
                 served = engine.requests()
                 rows.append(("supportbot", ideal, *drivers.run(url, sessions, "playground", message)))
                 made = engine.requests() - served
-                assert made == sessions * requests, f"the timed turns made {made} requests, expected {sessions * requests}"
+                assert made == sessions * requests, (
+                    f"the timed turns made {made} requests, expected {sessions * requests}"
+                )
             finally:
                 demo.close()
 
@@ -237,9 +248,13 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
         drivers.close()
         engine.close()
 
-    print(f"{'app':<26} {'sessions':>8} {'ideal s':>8} {'wall s':>8} {'efficiency':>10} {'server cpu s':>12} {'client cpu s':>12}")
+    print(
+        f"{'app':<26} {'sessions':>8} {'ideal s':>8} {'wall s':>8} {'efficiency':>10} {'server cpu s':>12} {'client cpu s':>12}"
+    )
     for name, ideal_s, wall_s, server_cpu, client_cpu in rows:
-        print(f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} {server_cpu:>12.2f} {client_cpu:>12.2f}")
+        print(
+            f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} {server_cpu:>12.2f} {client_cpu:>12.2f}"
+        )
     app_eff, bare_eff = (r[1] / r[2] for r in rows)
     print(f"relative efficiency: {app_eff / bare_eff:.3f} (goal >= {GOAL:.2f})")
 
@@ -249,7 +264,10 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds the engine waits before each chat response")
     parser.add_argument("--message", default="What is your return policy?", help="the turn every session sends")
-    parser.add_argument("--in-process", action="store_true",
-                        help="drive the clients from threads in this process (they then compete with the server for the GIL)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="drive the clients from threads in this process (they then compete with the server for the GIL)",
+    )
     args = parser.parse_args()
     main(args.sessions, args.latency, args.message, args.in_process)

@@ -10,6 +10,9 @@ Retries: decided once, in the SDK. Each request gets 1 + SUPPORTBOT_MAX_RETRIES
 attempts (default 3), with the SDK's backoff and Retry-After handling, for
 connection errors, 408, 409, 429 and 5xx. The agent adds none of its own, so a
 turn never makes more than (max_tool_steps + 1) x (1 + max_retries) requests.
+Every discarded attempt is still a request: the SDK says how many it took
+(``retries_taken`` on the raw response), and a failure after retries is counted
+from the SDK's own retry rule, so each becomes a "retry" usage record.
 """
 
 from __future__ import annotations
@@ -22,11 +25,9 @@ from typing import Any
 import httpx
 import openai
 
-from supportbot import tokens
-from supportbot.catalog import ModelInfo
-from supportbot.client import ATTEMPTS, ClientFactory
+from supportbot.client import ClientFactory
 from supportbot.config import Settings, redact
-from supportbot.errors import ApiError, StepLimitExceeded
+from supportbot.errors import ApiError
 from supportbot.events import (
     Done,
     ErrorEvent,
@@ -39,6 +40,8 @@ from supportbot.events import (
     UsageRecord,
     UsageReported,
 )
+from supportbot.routing import tokens
+from supportbot.routing.catalog import ModelInfo
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
 
 SYSTEM_PROMPT = "\n".join(
@@ -67,6 +70,7 @@ class _Round:
     finish_reason: str | None = None
     usage: Any = None
     ttft_ms: float | None = None
+    retries: int = 0  # attempts the SDK made and discarded before this one
 
 
 class Agent:
@@ -95,28 +99,28 @@ class Agent:
             purpose = "answer" if step == 0 else "tool_round"
             rnd = _Round()
             started = time.perf_counter()
-            attempts: list[int] = []
-            reset = ATTEMPTS.set(attempts)
             try:
                 async for delta in self._stream(messages, model, tools, rnd, started):
                     text += delta
                     yield TextDelta(delta)
-            except ApiError as exc:
-                for record in _retries(attempts, model.id, turn, failed=True):
+            except _Failed as failed:
+                for record in _retries(failed.attempts, model.id, turn):
                     yield UsageReported(record)
-                yield ErrorEvent(exc.kind, str(exc), exc.status)
+                yield ErrorEvent(failed.error.kind, str(failed.error), failed.error.status)
                 yield Done(text, added, None, ok=False)
                 return
-            finally:
-                ATTEMPTS.reset(reset)
-            for record in _retries(attempts, model.id, turn, failed=False):
+            for record in _retries(rnd.retries, model.id, turn):
                 yield UsageReported(record)
             yield UsageReported(self._usage(rnd, messages, tools, model, purpose, started, turn))
             if not rnd.calls:
                 if rnd.finish_reason == "length":
                     limit = f"the {self.settings.max_output_tokens}-token output limit (SUPPORTBOT_MAX_OUTPUT_TOKENS)"
                     if not rnd.text:  # e.g. a reasoning model that spent the whole budget thinking
-                        yield ErrorEvent("truncated", f"{model.name} used up {limit} before writing an answer. Raise the limit or choose another model.")
+                        yield ErrorEvent(
+                            "truncated",
+                            f"{model.name} used up {limit} before writing an answer. Raise the limit or choose "
+                            "another model.",
+                        )
                         yield Done(text, added, "length", ok=False)
                         return
                     yield Notice(f"The answer was cut off at {limit}.")
@@ -130,7 +134,8 @@ class Agent:
                 "role": "assistant",
                 "content": rnd.text or None,
                 "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
                 ],
             }
             messages.append(assistant)
@@ -138,13 +143,19 @@ class Agent:
             for c in calls:
                 yield ToolCallStarted(c.id, c.name, c.arguments)
                 result = await self.registry.run(c.id, c.name, c.arguments, ctx)
-                yield ToolCallFinished(c.id, c.name, result.arguments, result.ok, result.result, result.error, result.duration_ms)
+                yield ToolCallFinished(
+                    c.id, c.name, result.arguments, result.ok, result.result, result.error, result.duration_ms
+                )
                 tool_msg = {"role": "tool", "tool_call_id": c.id, "content": result.content()}
                 messages.append(tool_msg)
                 added.append(tool_msg)
-            yield RoundCompleted([assistant, *messages[len(messages) - len(calls):]])
-        limit = StepLimitExceeded(self.settings.max_tool_steps)
-        yield ErrorEvent("step_limit", str(limit))
+            yield RoundCompleted([assistant, *messages[len(messages) - len(calls) :]])
+        steps = self.settings.max_tool_steps
+        yield ErrorEvent(
+            "step_limit",
+            f"Stopped after {steps} tool rounds without a final answer. "
+            "Rephrase the request, or raise SUPPORTBOT_MAX_TOOL_STEPS.",
+        )
         yield Done(text, added, "step_limit", ok=False)
 
     async def _stream(self, messages, model: ModelInfo, tools, rnd: _Round, started: float) -> AsyncIterator[str]:
@@ -160,7 +171,15 @@ class Agent:
             kwargs["tools"] = tools
         seen_chunk = opened = False
         try:
-            stream = await self.clients.get().chat.completions.create(**kwargs)
+            try:
+                raw = await self.clients.get().chat.completions.with_raw_response.create(**kwargs)
+            except openai.APIError as exc:
+                raise _Failed(
+                    describe_api_error(exc, model, self.clients.base_url, self.settings),
+                    sdk_attempts(exc, self.settings.max_retries) - 1,
+                ) from None
+            rnd.retries = raw.retries_taken
+            stream = raw.parse()
             opened = True
             async for chunk in stream:
                 seen_chunk = True
@@ -188,39 +207,97 @@ class Agent:
                             call.arguments += tc.function.arguments or ""
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
             if not opened or isinstance(exc, openai.APITimeoutError):
-                raise describe_api_error(exc, model, self.clients.base_url, self.settings) from None
+                raise _Failed(
+                    describe_api_error(exc, model, self.clients.base_url, self.settings), rnd.retries
+                ) from None
             # The SDK wraps some mid-stream drops and lets httpx's own errors through for others.
-            raise ApiError("connection", f"The connection to {self.clients.base_url} dropped mid-answer ({exc}). What arrived is shown; send the message again.") from None
+            raise _Failed(
+                ApiError(
+                    "connection",
+                    f"The connection to {self.clients.base_url} dropped mid-answer. "
+                    "What arrived is shown; send the message again.",
+                ),
+                rnd.retries,
+            ) from None
         except openai.APIError as exc:
-            raise describe_api_error(exc, model, self.clients.base_url, self.settings) from None
+            raise _Failed(describe_api_error(exc, model, self.clients.base_url, self.settings), rnd.retries) from None
         if rnd.finish_reason is None:
             if not rnd.text and not rnd.calls:
-                raise ApiError(
-                    "empty_stream",
-                    f"{model.name} ended the stream without any answer. This usually means the prompt exceeded the "
-                    "model's context window (some servers reply to an overflow with an empty stream). Try a shorter "
-                    "message or log, a long-context model, or a new conversation."
-                    + ("" if seen_chunk else " (no data was received)"),
+                raise _Failed(
+                    ApiError(
+                        "empty_stream",
+                        f"{model.name} ended the stream without any answer. This usually means the prompt exceeded the "
+                        "model's context window (some servers reply to an overflow with an empty stream). Try a "
+                        "shorter "
+                        "message or log, a long-context model, or a new conversation."
+                        + ("" if seen_chunk else " (no data was received)"),
+                    ),
+                    rnd.retries,
                 )
-            raise ApiError("protocol", "The answer was cut off: the stream ended without a finish reason. What arrived is shown; send the message again for a complete answer.")
+            raise _Failed(
+                ApiError(
+                    "protocol",
+                    "The answer was cut off: the stream ended without a finish reason. What arrived is shown; send "
+                    "the message again for a complete answer.",
+                ),
+                rnd.retries,
+            )
         for i, call in rnd.calls.items():
             if not call.id:
                 call.id = f"call_{i}"
 
-    def _usage(self, rnd: _Round, messages, tools, model: ModelInfo, purpose: str, started: float, turn: int) -> UsageRecord:
+    def _usage(
+        self, rnd: _Round, messages, tools, model: ModelInfo, purpose: str, started: float, turn: int
+    ) -> UsageRecord:
         latency = (time.perf_counter() - started) * 1000
         if rnd.usage is not None and rnd.usage.prompt_tokens is not None:
-            return UsageRecord(model.id, purpose, rnd.usage.prompt_tokens, rnd.usage.completion_tokens or 0, False, latency, rnd.ttft_ms, turn)
+            return UsageRecord(
+                model.id,
+                purpose,
+                rnd.usage.prompt_tokens,
+                rnd.usage.completion_tokens or 0,
+                False,
+                latency,
+                rnd.ttft_ms,
+                turn,
+            )
         prompt = tokens.estimate_messages(messages) + tokens.estimate_tools(tools)
-        completion = tokens.estimate_tokens(rnd.text) + sum(tokens.estimate_tokens(c.name + c.arguments, "code") for c in rnd.calls.values())
+        completion = tokens.estimate_tokens(rnd.text) + sum(
+            tokens.estimate_tokens(c.name + c.arguments, "code") for c in rnd.calls.values()
+        )
         return UsageRecord(model.id, purpose, prompt, completion, True, latency, rnd.ttft_ms, turn)
 
 
-def _retries(statuses: list[int], model_id: str, turn: int, *, failed: bool) -> list[UsageRecord]:
+class _Failed(Exception):
+    """A request failed for good: the error to show, and how many attempts went before the last."""
+
+    def __init__(self, error: ApiError, retries: int) -> None:
+        self.error = error
+        self.attempts = retries + 1  # a failed request's last attempt is discarded too
+
+
+def sdk_attempts(exc: openai.APIError, max_retries: int) -> int:
+    """How many attempts the SDK made before raising ``exc``, by the SDK's own retry rule:
+    timeouts, connection errors, 408, 409, 429 and 5xx are retried unless the server says not to."""
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return 1 + max_retries
+    response = getattr(exc, "response", None)
+    if response is None:
+        return 1
+    if response.headers.get("x-should-retry") == "false":
+        return 1
+    retryable = (
+        response.headers.get("x-should-retry") == "true"
+        or response.status_code in (408, 409, 429)
+        or response.status_code >= 500
+    )
+    return 1 + max_retries if retryable else 1
+
+
+def _retries(discarded: int, model_id: str, turn: int) -> list[UsageRecord]:
     """A "retry" record for each attempt the SDK made and discarded (429, 5xx...). Their tokens
     are not known (and are usually not billed); they still count as requests."""
-    discarded = statuses if failed else statuses[:-1]
-    return [UsageRecord(model_id, "retry", 0, 0, False, 0.0, None, turn) for status in discarded if status >= 400]
+    return [UsageRecord(model_id, "retry", 0, 0, False, 0.0, None, turn) for _ in range(discarded)]
 
 
 def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
@@ -230,25 +307,62 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
     n = settings.max_retries + 1
     attempts = f"{n} attempt{'s' if n != 1 else ''}"
     if isinstance(exc, openai.APITimeoutError):
-        return ApiError("timeout", f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.")
+        return ApiError(
+            "timeout",
+            f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: "
+            "try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.",
+        )
     if isinstance(exc, openai.APIConnectionError):
-        return ApiError("connection", f"Could not reach {base_url} ({attempts}): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.")
+        return ApiError(
+            "connection",
+            f"Could not reach {base_url} ({attempts}): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.",
+        )
     if isinstance(exc, openai.AuthenticationError):
-        return ApiError("auth", f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}", status)
+        return ApiError(
+            "auth",
+            f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}",
+            status,
+        )
     if isinstance(exc, openai.PermissionDeniedError):
-        return ApiError("forbidden", f"Not allowed (403): your plan may not include {model.name} or a plan limit was reached. Choose another model or check your plan. {detail}", status)
+        return ApiError(
+            "forbidden",
+            f"Not allowed (403): your plan may not include {model.name} or a plan limit was reached. Choose another "
+            f"model or check your plan. {detail}",
+            status,
+        )
     if isinstance(exc, openai.NotFoundError):
-        return ApiError("not_found", f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in the catalog may not be served. {detail}", status)
+        return ApiError(
+            "not_found",
+            f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in "
+            f"the catalog may not be served. {detail}",
+            status,
+        )
     if isinstance(exc, openai.RateLimitError):
-        return ApiError("rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status)
+        return ApiError(
+            "rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status
+        )
     if isinstance(exc, openai.BadRequestError):
         code = str(getattr(exc, "code", "") or "")
         if "context" in code or "context length" in detail.lower() or "maximum context" in detail.lower():
-            return ApiError("context_length", f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach a shorter log, pick a long-context model, or start a new conversation. {detail}", status)
+            return ApiError(
+                "context_length",
+                f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach "
+                f"a shorter log, pick a long-context model, or start a new conversation. {detail}",
+                status,
+            )
         return ApiError("bad_request", f"The service rejected the request (400): {detail}", status)
     if isinstance(exc, openai.APIStatusError) and status and status >= 500:
-        return ApiError("server", f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try again shortly or choose another model. {detail}", status)
-    return ApiError("server" if status is None else "bad_request", f"The model service failed ({status or type(exc).__name__}): {detail or exc}", status)
+        return ApiError(
+            "server",
+            f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try "
+            f"again shortly or choose another model. {detail}",
+            status,
+        )
+    return ApiError(
+        "server" if status is None else "bad_request",
+        f"The model service failed ({status or type(exc).__name__}): {detail or exc}",
+        status,
+    )
 
 
 def _server_message(exc: openai.APIError) -> str:
@@ -259,4 +373,3 @@ def _server_message(exc: openai.APIError) -> str:
         if msg:
             return f"Server said: {str(msg)[:300]}"
     return ""
-

@@ -2,46 +2,62 @@
 
 One AsyncOpenAI per event loop: an httpx.AsyncClient is bound to the loop it first
 ran on, and Gradio runs handlers on more than one loop (and tests make their own).
+The offline engine is imported here, lazily, and only when it is chosen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from contextvars import ContextVar
+from collections.abc import Mapping
+from typing import Any
+
 import httpx
 import openai
 
-from supportbot.config import Settings
-from supportbot.engine import OFFLINE_BASE_URL, OfflineEngine
-
-
-# The HTTP statuses of every attempt the SDK makes for the current request (its retries included),
-# collected per task so concurrent sessions never mix. The agent opens a list before each request.
-ATTEMPTS: ContextVar[list[int] | None] = ContextVar("supportbot_attempts", default=None)
-
-
-async def _record_attempt(response: httpx.Response) -> None:
-    attempts = ATTEMPTS.get()
-    if attempts is not None:
-        attempts.append(response.status_code)
-
-
-HOOKS = {"response": [_record_attempt]}
+from supportbot.config import Settings, redact
+from supportbot.errors import ApiError
 
 
 class ClientFactory:
-    """Makes SDK clients for the current event loop, cached per loop."""
+    """Makes SDK clients for the current event loop, cached per loop.
 
-    def __init__(self, settings: Settings, engine: OfflineEngine | None = None) -> None:
+    ``engine`` is an offline engine to talk to in process; with none and no live service
+    configured, one is made from ``context_windows`` (the catalog's, model id -> tokens).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Any = None,
+        *,
+        context_windows: Mapping[str, int] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings = settings
-        self.engine = engine if engine is not None or settings.live else OfflineEngine()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = weakref.WeakKeyDictionary()
+        self.transport = transport
+        if engine is None and not settings.live and transport is None:
+            from supportbot.engine import OfflineEngine
+
+            engine = OfflineEngine(context_windows=context_windows)
+        self.engine = engine
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def offline(self) -> bool:
+        """True when requests never leave the process (offline engine or a test transport)."""
+        return self.engine is not None or self.transport is not None
 
     @property
     def base_url(self) -> str:
         """Where requests go (shown in the UI; never includes the key)."""
-        return self.settings.base_url if self.engine is None else OFFLINE_BASE_URL
+        if self.engine is not None:
+            from supportbot.engine import OFFLINE_BASE_URL
+
+            return OFFLINE_BASE_URL
+        return self.settings.base_url
 
     def get(self) -> openai.AsyncOpenAI:
         """The client for the running event loop."""
@@ -54,17 +70,35 @@ class ClientFactory:
     def _make(self) -> openai.AsyncOpenAI:
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout, connect=min(10.0, s.request_timeout))
-        if self.engine is not None:
-            http = httpx.AsyncClient(transport=self.engine.transport(), timeout=timeout, event_hooks=HOOKS)
-            return openai.AsyncOpenAI(base_url=OFFLINE_BASE_URL, api_key="offline", http_client=http, max_retries=s.max_retries, timeout=timeout)
+        transport = self.engine.transport() if self.engine is not None else self.transport
+        if transport is not None:
+            http = httpx.AsyncClient(transport=transport, timeout=timeout)
+            key = s.api_key.get_secret_value() if (s.api_key and self.engine is None) else "offline"
+            return openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=key, http_client=http, max_retries=s.max_retries, timeout=timeout
+            )
         # Loopback servers need no certificate bundle; skipping it saves ~10 ms per client.
-        http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100), event_hooks=HOOKS,
-                                 verify=not s.base_url.startswith("http://"))
-        return openai.AsyncOpenAI(base_url=s.base_url, api_key=s.api_key.get_secret_value() if s.api_key else "none",
-                                  http_client=http, max_retries=s.max_retries, timeout=timeout)
+        http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            verify=not s.base_url.startswith("http://"),
+        )
+        return openai.AsyncOpenAI(
+            base_url=s.base_url,
+            api_key=s.api_key.get_secret_value() if s.api_key else "none",
+            http_client=http,
+            max_retries=s.max_retries,
+            timeout=timeout,
+        )
 
     async def list_models(self) -> list[str]:
-        """Ids the service lists at GET /models."""
-        page = await self.get().models.list()
+        """Ids the service lists at GET /models; ApiError when it cannot be asked."""
+        try:
+            page = await self.get().models.list()
+        except openai.OpenAIError as exc:
+            key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+            detail = redact(str(exc), key)
+            raise ApiError(
+                "models", f"could not list models at {self.base_url}: {type(exc).__name__}: {detail}"
+            ) from None
         return [m.id for m in page.data]
-

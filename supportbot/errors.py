@@ -7,8 +7,7 @@
     │   ├── ImageRejected           not a usable image (corrupt, bomb, too large, wrong kind)
     │   └── LogRejected             not a usable log (binary, undecodable, over a cap)
     ├── ToolError                   a tool could not do its job; becomes an error result for the model
-    ├── ApiError                    the model service failed; carries ``kind`` and ``status``
-    └── StepLimitExceeded           the agent used every tool step without a final answer
+    └── ApiError                    the model service failed; carries ``kind`` and ``status``
 
 Constructors only store data and format the message: no logging, no I/O.
 """
@@ -67,14 +66,3 @@ class ApiError(SupportbotError):
         self.kind = kind
         self.status = status
         super().__init__(message)
-
-
-class StepLimitExceeded(SupportbotError):
-    """The agent reached ``max_steps`` tool rounds without a final answer."""
-
-    def __init__(self, max_steps: int) -> None:
-        self.max_steps = max_steps
-        super().__init__(
-            f"Stopped after {max_steps} tool rounds without a final answer. "
-            "Rephrase the request, or raise SUPPORTBOT_MAX_TOOL_STEPS."
-        )

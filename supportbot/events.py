@@ -128,6 +128,14 @@ class Done:
 
 
 Event = (
-    RouteChosen | TextDelta | ToolCallStarted | ToolCallFinished | RoundCompleted | UsageReported | TicketUpdated | Notice
-    | ErrorEvent | Done
+    RouteChosen
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | RoundCompleted
+    | UsageReported
+    | TicketUpdated
+    | Notice
+    | ErrorEvent
+    | Done
 )

@@ -151,8 +151,12 @@ def flat_cost_per_request(plan: Plan) -> float:
 def _fields(record: UsageRecord | Mapping[str, Any]) -> tuple[str, int, int, int]:
     if isinstance(record, UsageRecord):
         return record.model, record.prompt_tokens, record.completion_tokens, record.turn
-    return (str(record["model"]), int(record.get("prompt_tokens", 0)), int(record.get("completion_tokens", 0)),
-            int(record.get("turn", 0)))
+    return (
+        str(record["model"]),
+        int(record.get("prompt_tokens", 0)),
+        int(record.get("completion_tokens", 0)),
+        int(record.get("turn", 0)),
+    )
 
 
 def token_cost(record: UsageRecord | Mapping[str, Any], provider: str, pricing: Pricing | None = None) -> float | None:
@@ -248,11 +252,17 @@ def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Prici
                     total += token_cost(rec, p, pricing) or 0.0
             costs[p] = total
         estimated += sum(1 for r in recs if (r.estimated if isinstance(r, UsageRecord) else r.get("estimated")))
-        rows.append(TurnCost(
-            turn=turn, requests=len(recs),
-            prompt_tokens=sum(_fields(r)[1] for r in recs), completion_tokens=sum(_fields(r)[2] for r in recs),
-            flat_cost=len(recs) * per_request, token_costs=costs, over_cap=sum(over_cap(r, chosen) for r in recs),
-        ))
+        rows.append(
+            TurnCost(
+                turn=turn,
+                requests=len(recs),
+                prompt_tokens=sum(_fields(r)[1] for r in recs),
+                completion_tokens=sum(_fields(r)[2] for r in recs),
+                flat_cost=len(recs) * per_request,
+                token_costs=costs,
+                over_cap=sum(over_cap(r, chosen) for r in recs),
+            )
+        )
     flat_total = sum(r.flat_cost for r in rows)
     totals: dict[str, float | None] = {}
     for p in providers:
@@ -260,11 +270,19 @@ def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Prici
         totals[p] = None if any(v is None for v in values) else sum(v for v in values if v is not None)
     ratio = {p: (t / flat_total if t is not None and flat_total > 0 else None) for p, t in totals.items()}
     return CostSummary(
-        plan=chosen.name, flat_per_request=per_request, rows=rows,
-        requests=sum(r.requests for r in rows), prompt_tokens=sum(r.prompt_tokens for r in rows),
-        completion_tokens=sum(r.completion_tokens for r in rows), estimated_requests=estimated,
-        flat_cost=flat_total, token_costs=totals, missing={p: m for p, m in missing.items() if m},
-        ratio=ratio, over_cap=sum(r.over_cap for r in rows), unverified=unverified,
+        plan=chosen.name,
+        flat_per_request=per_request,
+        rows=rows,
+        requests=sum(r.requests for r in rows),
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
+        estimated_requests=estimated,
+        flat_cost=flat_total,
+        token_costs=totals,
+        missing={p: m for p, m in missing.items() if m},
+        ratio=ratio,
+        over_cap=sum(r.over_cap for r in rows),
+        unverified=unverified,
         provider_names={k: v.name for k, v in pricing.providers.items()},
     )
 
@@ -273,7 +291,7 @@ def cumulative_series(summary: CostSummary) -> list[tuple[int, float, dict[str, 
     """(turn, flat cumulative, {provider: cumulative or None once a price is missing}) for a plot."""
     series: list[tuple[int, float, dict[str, float | None]]] = []
     flat = 0.0
-    running: dict[str, float | None] = {p: 0.0 for p in summary.token_costs}
+    running: dict[str, float | None] = dict.fromkeys(summary.token_costs, 0.0)
     for row in summary.rows:
         flat += row.flat_cost
         for p, cost in row.token_costs.items():
@@ -281,4 +299,3 @@ def cumulative_series(summary: CostSummary) -> list[tuple[int, float, dict[str, 
             running[p] = None if prev is None or cost is None else prev + cost
         series.append((row.turn, flat, dict(running)))
     return series
-

@@ -7,21 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def content_text(content: Any) -> str:
-    """The text of an OpenAI message's content: a string, or the text parts of a multimodal list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
 def new_conversation_id() -> str:
     """An unguessable id, safe in a URL (``?c=<id>``)."""
     return secrets.token_urlsafe(16)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the UI keys its render cache on the session object
 class Session:
     """A conversation's state. ``history`` is what the model sees (OpenAI messages,
     no system prompt); ``messages`` is the readable transcript for people and /session."""
@@ -35,11 +26,8 @@ class Session:
     ticket: dict[str, Any] = field(default_factory=dict)
     ticket_fields: dict[str, Any] = field(default_factory=dict)  # set by the update_ticket tool
     ticket_error: str | None = None  # the last extraction failure, shown in the Ticket panel
-    # Rendered pieces that never change once made (a finished tool call's step and row), so a
-    # redraw during streaming does not re-serialise every earlier call. Never exported.
-    render_cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     forked_from: str | None = None  # the stored conversation this one continues (a reload or shared link)
-    loaded: bool = field(default=False, repr=False, compare=False)  # reloaded by id: the next turn forks
+    loaded: bool = field(default=False, repr=False, compare=False)  # read from storage: the next turn forks
     busy: bool = field(default=False, repr=False, compare=False)  # a turn is running
     turn: int = 0
 
@@ -62,4 +50,6 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     """A transcript message without server-side details (where an upload sits on disk)."""
     if not any("local_file" in a for a in message.get("attachments", ())):
         return message
-    return message | {"attachments": [{k: v for k, v in a.items() if k != "local_file"} for a in message["attachments"]]}
+    return message | {
+        "attachments": [{k: v for k, v in a.items() if k != "local_file"} for a in message["attachments"]]
+    }

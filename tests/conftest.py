@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supportbot.store import Store
+from supportbot.storage.store import Store
 
 # A fixed day so dates derived from the demo offsets are reproducible.
 DEMO_TODAY = date(2025, 3, 14)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from supportbot.agent import Agent
-from supportbot.catalog import load_catalog
 from supportbot.client import ClientFactory
 from supportbot.config import Settings
 from supportbot.engine import OfflineEngine, start_server
 from supportbot.events import Done, ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted, UsageReported
-from supportbot.store import Store
+from supportbot.routing.catalog import load_catalog
+from supportbot.storage.store import Store
 from supportbot.tools import ToolContext
 
 CATALOG = load_catalog()
@@ -63,7 +62,10 @@ def test_the_articles_question_streams_an_answer_built_from_a_real_tool_call(sto
     assert done.messages[0]["tool_calls"][0]["function"]["name"] == "check_order_status"
     assert done.messages[-1]["role"] == "assistant"
     # Every request asked for streamed usage and always sent max_tokens.
-    assert all(r["stream"] and r["stream_options"] == {"include_usage": True} and r["max_tokens"] == 1024 for r in engine.requests)
+    assert all(
+        r["stream"] and r["stream_options"] == {"include_usage": True} and r["max_tokens"] == 1024
+        for r in engine.requests
+    )
     usage = by_type(events, UsageReported)
     assert len(usage) == 2 and not any(u.record.estimated for u in usage)
     assert [u.record.purpose for u in usage] == ["answer", "tool_round"]
@@ -76,7 +78,11 @@ def test_over_loopback_http_with_two_orders_in_one_response(server, store: Store
     names = [e.name for e in by_type(events, ToolCallFinished)]
     assert names.count("check_order_status") == 2
     first_round = events[-1].messages[0]["tool_calls"]
-    assert {json.loads(c["function"]["arguments"])["order_id"] for c in first_round if c["function"]["name"] == "check_order_status"} == {"48291", "48258"}
+    assert {
+        json.loads(c["function"]["arguments"])["order_id"]
+        for c in first_round
+        if c["function"]["name"] == "check_order_status"
+    } == {"48291", "48258"}
     assert "48258" in events[-1].text and "48291" in events[-1].text
 
 
@@ -89,12 +95,22 @@ def test_usage_is_estimated_and_marked_when_the_server_sends_none(store: Store):
 
 @pytest.mark.parametrize(
     ("kind", "expected", "status"),
-    [("auth", "auth", 401), ("forbidden", "forbidden", 403), ("not_found", "not_found", 404),
-     ("context_length", "context_length", 400), ("rate_limit", "rate_limit", 429), ("server", "server", 500),
-     ("bad_gateway", "server", 502), ("unavailable", "server", 503), ("gateway_timeout", "server", 504),
-     ("empty_stream", "empty_stream", None)],
+    [
+        ("auth", "auth", 401),
+        ("forbidden", "forbidden", 403),
+        ("not_found", "not_found", 404),
+        ("context_length", "context_length", 400),
+        ("rate_limit", "rate_limit", 429),
+        ("server", "server", 500),
+        ("bad_gateway", "server", 502),
+        ("unavailable", "server", 503),
+        ("gateway_timeout", "server", 504),
+        ("empty_stream", "empty_stream", None),
+    ],
 )
-def test_each_api_failure_becomes_an_actionable_error_and_no_history(kind: str, expected: str, status: int | None, store: Store):
+def test_each_api_failure_becomes_an_actionable_error_and_no_history(
+    kind: str, expected: str, status: int | None, store: Store
+):
     engine = OfflineEngine()
     engine.inject(kind, times=5)
     events = run(Agent(settings(), ClientFactory(settings(), engine)), ARTICLE, store)
@@ -122,7 +138,9 @@ def test_retries_are_bounded_and_made_by_the_sdk(store: Store):
     assert purposes[:3] == ["retry", "retry", "answer"] and "retry" not in purposes[3:]  # every request is accounted
     engine.inject("rate_limit", times=10)
     events = run(Agent(s, ClientFactory(s, engine)), "hello", store)
-    assert by_type(events, ErrorEvent)[0].kind == "rate_limit" and "3 attempts" in by_type(events, ErrorEvent)[0].message
+    assert (
+        by_type(events, ErrorEvent)[0].kind == "rate_limit" and "3 attempts" in by_type(events, ErrorEvent)[0].message
+    )
     assert [e.record.purpose for e in by_type(events, UsageReported)] == ["retry"] * 3
     assert engine.pending_failures().count("rate_limit") == 7  # exactly 3 requests were made
 
@@ -155,19 +173,32 @@ def test_a_dropped_stream_keeps_what_arrived_and_says_it_was_cut(server, store: 
 
 # --- scripted servers: fake at the HTTP layer, the SDK stays real ---------------------------
 
+
 def sse(*chunks: dict) -> httpx.Response:
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
 
 
 def chunk(delta: dict, finish: str | None = None) -> dict:
-    return {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def tool_call_response(name: str, arguments: str, call_id: str = "call_1") -> httpx.Response:
     return sse(
-        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        chunk(
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                ],
+            }
+        ),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[:5]}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[5:]}}]}),
         chunk({}, "tool_calls"),
@@ -221,7 +252,9 @@ def test_bad_tool_arguments_go_back_to_the_model_as_an_error_result(store: Store
 
 def test_an_unknown_tool_and_malformed_json_do_not_crash(store: Store):
     final = sse(chunk({"role": "assistant", "content": "ok"}), chunk({}, "stop"))
-    script = Scripted(tool_call_response("delete_everything", "{}"), tool_call_response("check_order_status", "{not json"), final)
+    script = Scripted(
+        tool_call_response("delete_everything", "{}"), tool_call_response("check_order_status", "{not json"), final
+    )
     s = settings()
     events = run(Agent(s, scripted_factory(s, script)), "hi", store)
     results = by_type(events, ToolCallFinished)
@@ -252,14 +285,24 @@ def test_the_sync_and_async_sdk_both_work_in_process(store: Store):
     import openai
 
     engine = OfflineEngine()
-    client = openai.OpenAI(base_url="http://offline.engine/v1", api_key="offline", http_client=httpx.Client(transport=engine.transport()))
-    reply = client.chat.completions.create(model="llama-3.3-70b", messages=[{"role": "user", "content": "hello"}], max_tokens=200)
+    client = openai.OpenAI(
+        base_url="http://offline.engine/v1", api_key="offline", http_client=httpx.Client(transport=engine.transport())
+    )
+    reply = client.chat.completions.create(
+        model="llama-3.3-70b", messages=[{"role": "user", "content": "hello"}], max_tokens=200
+    )
     assert reply.choices[0].message.content and reply.usage.total_tokens > 0
 
 
 def test_a_server_echoing_the_key_never_gets_it_shown(store: Store):
     secret = "sk-oxlo-very-secret-123"
-    body = {"error": {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error", "code": "invalid_api_key"}}
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {secret}",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
     script = Scripted(httpx.Response(401, json=body))
     s = settings(api_key=secret, engine="live")
     events = run(Agent(s, scripted_factory(s, script)), "hi", store)
@@ -275,7 +318,10 @@ def test_an_answer_cut_at_max_tokens_says_so(store: Store):
     from supportbot.events import Notice
 
     assert events[-1].ok and events[-1].text == "Your order is"
-    assert "cut off" in by_type(events, Notice)[0].text and "SUPPORTBOT_MAX_OUTPUT_TOKENS" in by_type(events, Notice)[0].text
+    assert (
+        "cut off" in by_type(events, Notice)[0].text
+        and "SUPPORTBOT_MAX_OUTPUT_TOKENS" in by_type(events, Notice)[0].text
+    )
 
 
 def test_a_reply_that_spent_its_budget_without_text_is_an_error_not_silence(store: Store):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from supportbot.config import ASSETS_DIR
-from supportbot.ui.app import EXAMPLES
+from supportbot.ui.handlers import EXAMPLES
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +22,16 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCREENSHOT = ASSETS_DIR / "samples" / "checkout-error.png"
 VIEWPORT = {"width": 1280, "height": 800}
 # Without the background-networking flags Chromium's own connections are refused on a closed network.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TURN_TIMEOUT_MS = 15_000
 MIN_PNG_BYTES = 20_000  # a blank 1280x800 page compresses to a few KB; a rendered playground is far larger
 # The order-status example, found by its icon so a relabelled button does not break the test.

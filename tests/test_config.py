@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from supportbot.catalog import load_catalog
 from supportbot.config import Settings
 from supportbot.errors import CatalogError, ConfigError
-from supportbot.router import load_policy
+from supportbot.routing.catalog import load_catalog
+from supportbot.routing.router import load_policy
 
 
 def test_defaults_run_offline_without_a_key():
@@ -28,7 +28,9 @@ def test_a_key_makes_auto_live_and_the_key_stays_secret():
 
 def test_precedence_overrides_then_environment_then_dotenv(tmp_path: Path):
     env_file = tmp_path / ".env"
-    env_file.write_text("SUPPORTBOT_MAX_TOOL_STEPS=3\nSUPPORTBOT_REQUEST_TIMEOUT=9\nOXLO_BASE_URL=http://from-file/v1\n")
+    env_file.write_text(
+        "SUPPORTBOT_MAX_TOOL_STEPS=3\nSUPPORTBOT_REQUEST_TIMEOUT=9\nOXLO_BASE_URL=http://from-file/v1\n"
+    )
     s = Settings.load(environ={"SUPPORTBOT_MAX_TOOL_STEPS": "4"}, dotenv_path=env_file)
     assert (s.max_tool_steps, s.request_timeout, s.base_url) == (4, 9.0, "http://from-file/v1")
     s = Settings.load({"max_tool_steps": 5}, environ={"SUPPORTBOT_MAX_TOOL_STEPS": "4"}, dotenv_path=env_file)
@@ -37,8 +39,13 @@ def test_precedence_overrides_then_environment_then_dotenv(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("SUPPORTBOT_ENGINE", "turbo"), ("SUPPORTBOT_MAX_TOOL_STEPS", "0"), ("SUPPORTBOT_REQUEST_TIMEOUT", "soon"),
-     ("SUPPORTBOT_MAX_OUTPUT_TOKENS", "-5"), ("SUPPORTBOT_TICKET_MODE", "magic")],
+    [
+        ("SUPPORTBOT_ENGINE", "turbo"),
+        ("SUPPORTBOT_MAX_TOOL_STEPS", "0"),
+        ("SUPPORTBOT_REQUEST_TIMEOUT", "soon"),
+        ("SUPPORTBOT_MAX_OUTPUT_TOKENS", "-5"),
+        ("SUPPORTBOT_TICKET_MODE", "magic"),
+    ],
 )
 def test_a_bad_value_names_its_variable(var: str, value: str):
     with pytest.raises(ConfigError) as info:
@@ -54,8 +61,18 @@ def test_live_engine_without_a_key_is_refused():
 
 def test_the_catalog_has_the_articles_models():
     catalog = load_catalog()
-    for model_id in ("llama-3.3-70b", "deepseek-r1-0528", "deepseek-v3.2", "kimi-k2.6", "qwen-3-32b", "deepseek-v4-flash",
-                     "glm-5", "minimax-m2.5", "kimi-vl-a3b", "gemma-3-27b"):
+    for model_id in (
+        "llama-3.3-70b",
+        "deepseek-r1-0528",
+        "deepseek-v3.2",
+        "kimi-k2.6",
+        "qwen-3-32b",
+        "deepseek-v4-flash",
+        "glm-5",
+        "minimax-m2.5",
+        "kimi-vl-a3b",
+        "gemma-3-27b",
+    ):
         assert model_id in catalog
     assert catalog.get("deepseek-v4-flash").context_window == 1_000_000
     confirmed = {m.id for m in catalog if m.confirmed}

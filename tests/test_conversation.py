@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from supportbot.config import Settings
-from supportbot.conversation import Services, TurnRunner, compact
+from supportbot.conversation import TurnRunner
 from supportbot.engine import OfflineEngine
 from supportbot.errors import SupportbotError
 from supportbot.events import Done, ErrorEvent, Notice, RouteChosen, TicketUpdated, UsageReported
+from supportbot.memory import compact
+from supportbot.services import Services
 from supportbot.session import Session
 
 
@@ -22,7 +24,9 @@ def engine() -> OfflineEngine:
 
 
 def make_runner(data_dir: Path, engine: OfflineEngine) -> TurnRunner:
-    settings = Settings.load({"data_dir": data_dir, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None)
+    settings = Settings.load(
+        {"data_dir": data_dir, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None
+    )
     return TurnRunner(Services.create(settings, engine))
 
 
@@ -91,7 +95,9 @@ def test_a_300k_token_log_goes_to_deepseek_v4_flash_whole(runner: TurnRunner, tm
     assert "ERROR" in session.messages[-1]["content"]
 
 
-def test_a_3m_token_log_is_reduced_with_a_header_and_still_answered(runner: TurnRunner, tmp_path: Path, engine: OfflineEngine):
+def test_a_3m_token_log_is_reduced_with_a_header_and_still_answered(
+    runner: TurnRunner, tmp_path: Path, engine: OfflineEngine
+):
     session = Session()
     log = write_log(tmp_path / "huge.log", 3_000_000)
     events = run(runner, session, "our service is failing, see log", [log])
@@ -161,23 +167,33 @@ def test_extraction_repairs_invalid_json_once(runner: TurnRunner, engine: Offlin
 
 
 def test_compaction_is_visible_and_keeps_recent_turns():
-    from supportbot.catalog import load_catalog
+    from supportbot.routing.catalog import load_catalog
 
     model = load_catalog().get("qwen-3-32b")
     history = []
     for i in range(40):
-        history += [{"role": "user", "content": f"question {i} " + "word " * 2000}, {"role": "assistant", "content": f"answer {i}"}]
+        history += [
+            {"role": "user", "content": f"question {i} " + "word " * 2000},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
     compacted, summary = compact(history, model)
     assert compacted[0]["content"].startswith("Summary of earlier turns") and "question 0" in summary
     assert compacted[-1] == history[-1]
-    from supportbot.tokens import estimate_messages
+    from supportbot.routing.tokens import estimate_messages
 
     assert estimate_messages(compacted) < model.context_window
 
 
 def test_a_chosen_model_too_small_for_the_history_compacts_and_says_so(runner: TurnRunner):
     session = Session()
-    session.history = [m for i in range(12) for m in ({"role": "user", "content": f"q{i} " + "lorem ipsum " * 1500}, {"role": "assistant", "content": f"a{i}"})]
+    session.history = [
+        m
+        for i in range(12)
+        for m in (
+            {"role": "user", "content": f"q{i} " + "lorem ipsum " * 1500},
+            {"role": "assistant", "content": f"a{i}"},
+        )
+    ]
     events = run(runner, session, "so, any news?", selected="qwen-3-32b")
     route = [e for e in events if isinstance(e, RouteChosen)][0].decision
     assert route.model == "qwen-3-32b" and route.rule == "manual_compact"
@@ -219,8 +235,11 @@ def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
 
     served = OfflineEngine(model_ids=["llama-3.3-70b", "qwen-3-32b"])
     with start_server(served) as server:
-        settings = Settings.load({"data_dir": tmp_path, "engine": "live", "api_key": "k", "base_url": server.base_url},
-                                 environ={}, dotenv_path=None)
+        settings = Settings.load(
+            {"data_dir": tmp_path, "engine": "live", "api_key": "k", "base_url": server.base_url},
+            environ={},
+            dotenv_path=None,
+        )
         services = Services.create(settings)
         catalog = asyncio.run(services.check_catalog())
     assert "glm-5" in catalog.unlisted and "llama-3.3-70b" not in catalog.unlisted
@@ -254,7 +273,6 @@ def test_a_reloaded_conversation_forks_so_two_readers_never_overwrite_each_other
     run(runner, original, "Where is my order #48291?")
     cid = original.conversation_id
     a, b = runner.s.history.load(cid), runner.s.history.load(cid)
-    a.loaded = b.loaded = True
     run(runner, a, "What is your return policy?")
     run(runner, b, "I'd like a refund for order #48258")
     assert a.conversation_id != cid and b.conversation_id != cid and a.conversation_id != b.conversation_id
@@ -293,9 +311,11 @@ def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(slow_r
 def test_retention_purges_old_conversations_while_the_app_runs(tmp_path: Path):
     import time as clock
 
-    from supportbot.history import History
+    from supportbot.storage.history import History
 
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "retention_days": 7}, environ={}, dotenv_path=None)
+    settings = Settings.load(
+        {"data_dir": tmp_path, "engine": "offline", "retention_days": 7}, environ={}, dotenv_path=None
+    )
     runner = TurnRunner(Services.create(settings, OfflineEngine()))
     old = Session()
     History(tmp_path / "supportbot.sqlite3", clock=lambda: clock.time() - 30 * 86400).save(old)

@@ -23,24 +23,45 @@ ORDER_Q = "Where is my order #48291? It was supposed to arrive yesterday and I a
 
 
 def fn_tool(name: str, **props: dict) -> dict:
-    return {"type": "function", "function": {"name": name, "description": name, "parameters": {
-        "type": "object", "properties": props, "required": list(props)}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": name,
+            "parameters": {"type": "object", "properties": props, "required": list(props)},
+        },
+    }
 
 
 TOOLS = [
     fn_tool("check_order_status", order_id={"type": "string"}),
     fn_tool("request_refund", order_id={"type": "string"}, reason={"type": "string"}),
     fn_tool("search_knowledge_base", query={"type": "string"}, top_k={"type": "integer", "minimum": 1}),
-    fn_tool("escalate_to_human", reason={"type": "string"},
-            priority={"type": "string", "enum": ["low", "normal", "high", "urgent"]}),
+    fn_tool(
+        "escalate_to_human",
+        reason={"type": "string"},
+        priority={"type": "string", "enum": ["low", "normal", "high", "urgent"]},
+    ),
 ]
-STATUS_RESULT = {"order_id": "48291", "status": "shipped", "carrier": "FastFreight", "tracking_number": "FF123",
-                 "eta": "2025-03-20", "is_late": True, "days_late": 2}
+STATUS_RESULT = {
+    "order_id": "48291",
+    "status": "shipped",
+    "carrier": "FastFreight",
+    "tracking_number": "FF123",
+    "eta": "2025-03-20",
+    "is_late": True,
+    "days_late": 2,
+}
 
 
 def sdk(engine: OfflineEngine, **kw: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=OFFLINE_BASE_URL, api_key="offline", max_retries=kw.pop("max_retries", 0),
-                         http_client=httpx.Client(transport=engine.transport()), **kw)
+    return openai.OpenAI(
+        base_url=OFFLINE_BASE_URL,
+        api_key="offline",
+        max_retries=kw.pop("max_retries", 0),
+        http_client=httpx.Client(transport=engine.transport()),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -66,9 +87,16 @@ def remote(server: RunningServer) -> openai.OpenAI:
 
 
 def tool_turn(call_id: str, name: str, args: dict, result: object) -> list[dict]:
-    return [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
-        {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)}]
+    return [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)},
+    ]
 
 
 def assemble(stream: openai.Stream) -> tuple[str, dict[int, dict], list, str | None]:
@@ -112,8 +140,12 @@ def test_order_id_becomes_a_tool_call(client: openai.OpenAI, engine: OfflineEngi
 @pytest.mark.parametrize("where", ["in_process", "loopback"])
 def test_two_order_ids_stream_as_two_calls(where: str, client: openai.OpenAI, remote: openai.OpenAI) -> None:
     c = client if where == "in_process" else remote
-    stream = c.chat.completions.create(model=MODEL, stream=True, tools=TOOLS, messages=[
-        {"role": "user", "content": "Please check order 48291 and order #48300, both are late."}])
+    stream = c.chat.completions.create(
+        model=MODEL,
+        stream=True,
+        tools=TOOLS,
+        messages=[{"role": "user", "content": "Please check order 48291 and order #48300, both are late."}],
+    )
     content, calls, chunks, finish = assemble(stream)
     assert finish == "tool_calls" and content == ""
     assert [c["name"] for c in calls.values()] == ["check_order_status"] * 2
@@ -124,11 +156,21 @@ def test_two_order_ids_stream_as_two_calls(where: str, client: openai.OpenAI, re
 
 def test_async_client_streams_text_in_several_deltas(engine: OfflineEngine) -> None:
     async def run() -> tuple[list[str], str | None]:
-        client = openai.AsyncOpenAI(base_url=OFFLINE_BASE_URL, api_key="x", max_retries=0,
-                                    http_client=httpx.AsyncClient(transport=engine.transport()))
-        stream = await client.chat.completions.create(model=MODEL, stream=True, messages=[
-            {"role": "user", "content": ORDER_Q}, *tool_turn("c1", "check_order_status", {"order_id": "48291"},
-                                                             STATUS_RESULT)], tools=TOOLS)
+        client = openai.AsyncOpenAI(
+            base_url=OFFLINE_BASE_URL,
+            api_key="x",
+            max_retries=0,
+            http_client=httpx.AsyncClient(transport=engine.transport()),
+        )
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            stream=True,
+            messages=[
+                {"role": "user", "content": ORDER_Q},
+                *tool_turn("c1", "check_order_status", {"order_id": "48291"}, STATUS_RESULT),
+            ],
+            tools=TOOLS,
+        )
         pieces, finish = [], None
         async for chunk in stream:
             pieces += [c.delta.content for c in chunk.choices if c.delta.content]
@@ -141,8 +183,10 @@ def test_async_client_streams_text_in_several_deltas(engine: OfflineEngine) -> N
 
 
 def test_tool_results_become_the_final_answer_without_looping(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": ORDER_Q}, *tool_turn("c1", "check_order_status", {"order_id": "48291"},
-                                                                STATUS_RESULT)]
+    messages = [
+        {"role": "user", "content": ORDER_Q},
+        *tool_turn("c1", "check_order_status", {"order_id": "48291"}, STATUS_RESULT),
+    ]
     r = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
     text = r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop" and not r.choices[0].message.tool_calls
@@ -151,8 +195,10 @@ def test_tool_results_become_the_final_answer_without_looping(client: openai.Ope
 
 
 def test_spanish_customer_gets_spanish_answer(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "Hola, ¿dónde está mi pedido 48291? Todavía no llegó."},
-                *tool_turn("c1", "check_order_status", {"order_id": "48291"}, STATUS_RESULT)]
+    messages = [
+        {"role": "user", "content": "Hola, ¿dónde está mi pedido 48291? Todavía no llegó."},
+        *tool_turn("c1", "check_order_status", {"order_id": "48291"}, STATUS_RESULT),
+    ]
     text = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS).choices[0].message.content
     assert "El pedido #48291 está **enviado**" in text and "Lamento el retraso" in text
 
@@ -169,8 +215,9 @@ def test_rules_for_refund_frustration_and_legal(client: openai.OpenAI) -> None:
     assert angry[1][1]["priority"] == "high"
     assert calls("I'm calling my lawyer about this")[-1][1]["priority"] == "urgent"
     assert calls("How long do I have to return an item?")[0][0] == "search_knowledge_base"
-    ask = client.chat.completions.create(model=MODEL, tools=TOOLS,
-                                         messages=[{"role": "user", "content": "I want my money back"}])
+    ask = client.chat.completions.create(
+        model=MODEL, tools=TOOLS, messages=[{"role": "user", "content": "I want my money back"}]
+    )
     assert ask.choices[0].message.tool_calls is None and "order number" in ask.choices[0].message.content
 
 
@@ -181,11 +228,16 @@ def test_only_offered_tools_are_called_and_tool_choice_is_honoured(client: opena
     assert r.choices[0].message.tool_calls is None  # check_order_status not offered
     r = client.chat.completions.create(model=MODEL, messages=msg, tools=TOOLS, tool_choice="none")
     assert r.choices[0].message.tool_calls is None and r.choices[0].finish_reason == "stop"
-    r = client.chat.completions.create(model=MODEL, messages=msg, tools=TOOLS, tool_choice={
-        "type": "function", "function": {"name": "escalate_to_human"}})
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=msg,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "escalate_to_human"}},
+    )
     assert [c.function.name for c in r.choices[0].message.tool_calls] == ["escalate_to_human"]
-    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], tools=only_kb,
-                                       tool_choice="required")
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], tools=only_kb, tool_choice="required"
+    )
     assert r.choices[0].message.tool_calls[0].function.name == "search_knowledge_base"
 
 
@@ -195,9 +247,14 @@ def test_only_offered_tools_are_called_and_tool_choice_is_honoured(client: opena
 def test_usage_present_and_include_usage_chunk(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello"}])
     assert r.usage.prompt_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
-    _, _, chunks, _ = assemble(client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hello"}], stream=True,
-        stream_options={"include_usage": True}))
+    _, _, chunks, _ = assemble(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hello"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
     assert all(c.usage is None for c in chunks[:-1])
 
@@ -205,8 +262,14 @@ def test_usage_present_and_include_usage_chunk(client: openai.OpenAI) -> None:
 def test_usage_absent_when_disabled() -> None:
     client = sdk(OfflineEngine(send_usage=False))
     assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}]).usage is None
-    _, _, chunks, _ = assemble(client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}))
+    _, _, chunks, _ = assemble(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert all(c.usage is None for c in chunks) and chunks[-1].choices
 
 
@@ -251,11 +314,15 @@ class TicketShape(BaseModel):
 def test_json_schema_response_validates_and_uses_the_conversation(client: openai.OpenAI) -> None:
     schema = TicketShape.model_json_schema()
     assert "$defs" in schema  # the nested model is a $ref: the builder must resolve it
-    messages = [{"role": "user", "content": "THIS IS UNACCEPTABLE!!! Where is order #48291? maya@example.com"},
-                *tool_turn("c1", "escalate_to_human", {"reason": "angry"}, {"ticket_id": "ESC-9F00AA",
-                                                                            "queue_position": 3})]
-    r = client.chat.completions.create(model=MODEL, messages=messages, response_format={
-        "type": "json_schema", "json_schema": {"name": "ticket", "schema": schema, "strict": True}})
+    messages = [
+        {"role": "user", "content": "THIS IS UNACCEPTABLE!!! Where is order #48291? maya@example.com"},
+        *tool_turn("c1", "escalate_to_human", {"reason": "angry"}, {"ticket_id": "ESC-9F00AA", "queue_position": 3}),
+    ]
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        response_format={"type": "json_schema", "json_schema": {"name": "ticket", "schema": schema, "strict": True}},
+    )
     ticket = TicketShape.model_validate_json(r.choices[0].message.content)
     assert ticket.order_ids == ["48291"] and ticket.category == "order_status"
     assert ticket.customer == Customer(id=None, email="maya@example.com")
@@ -271,8 +338,9 @@ def test_invalid_json_injection_breaks_one_json_reply_only(client: openai.OpenAI
     bad = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], response_format=fmt)
     with pytest.raises(json.JSONDecodeError):
         json.loads(bad.choices[0].message.content)
-    good = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                                          response_format=fmt)
+    good = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], response_format=fmt
+    )
     assert isinstance(json.loads(good.choices[0].message.content), dict)
 
 
@@ -280,16 +348,29 @@ def test_image_answer_is_honest_about_offline_limits(client: openai.OpenAI) -> N
     buf = io.BytesIO()
     Image.new("RGB", (1280, 720), "white").save(buf, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    r = client.chat.completions.create(model="gemma-3-27b", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What does this error say?"}, {"type": "image_url", "image_url": {"url": url}}]}])
+    r = client.chat.completions.create(
+        model="gemma-3-27b",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What does this error say?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
     text = r.choices[0].message.content
     assert "PNG image of 1280×720 pixels" in text and "screenshot" in text and "vision model" in text
 
 
 def test_never_claims_to_be_a_language_model(client: openai.OpenAI) -> None:
     for prompt in ("hello", "are you an AI?", "I want a refund", "How do I reset my password?", ORDER_Q):
-        text = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}]) \
-            .choices[0].message.content
+        text = (
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": prompt}])
+            .choices[0]
+            .message.content
+        )
         assert "language model" not in text.lower() and "as an ai" not in text.lower()
         assert text.endswith("_(offline demo engine)_")
 
@@ -312,10 +393,15 @@ def test_requests_are_validated_like_a_real_server(client: openai.OpenAI) -> Non
 
 
 ERRORS = {
-    "auth": openai.AuthenticationError, "forbidden": openai.PermissionDeniedError, "not_found": openai.NotFoundError,
-    "context_length": openai.BadRequestError, "bad_request": openai.BadRequestError,
-    "rate_limit": openai.RateLimitError, "server": openai.InternalServerError,
-    "bad_gateway": openai.InternalServerError, "unavailable": openai.InternalServerError,
+    "auth": openai.AuthenticationError,
+    "forbidden": openai.PermissionDeniedError,
+    "not_found": openai.NotFoundError,
+    "context_length": openai.BadRequestError,
+    "bad_request": openai.BadRequestError,
+    "rate_limit": openai.RateLimitError,
+    "server": openai.InternalServerError,
+    "bad_gateway": openai.InternalServerError,
+    "unavailable": openai.InternalServerError,
     "gateway_timeout": openai.InternalServerError,
 }
 
@@ -359,8 +445,9 @@ def test_empty_stream_and_disconnect(where: str, client: openai.OpenAI, remote: 
     c = client if where == "in_process" else remote
     msgs = [{"role": "user", "content": "hello there, I need help"}]
     assert list(c.chat.completions.create(model="fail-empty_stream", messages=msgs, stream=True)) == []
-    stream = c.chat.completions.create(model=MODEL, messages=msgs, stream=True, tools=TOOLS,
-                                       extra_headers={"X-Supportbot-Fail": "disconnect"})
+    stream = c.chat.completions.create(
+        model=MODEL, messages=msgs, stream=True, tools=TOOLS, extra_headers={"X-Supportbot-Fail": "disconnect"}
+    )
     seen = []
     with pytest.raises((httpx.RemoteProtocolError, openai.APIConnectionError)):
         for chunk in stream:
@@ -386,24 +473,49 @@ def test_inject_rejects_unknown_kinds(engine: OfflineEngine) -> None:
 
 
 def test_fenced_log_gets_a_deterministic_analysis(client: openai.OpenAI) -> None:
-    from supportbot.logs import fence_log
+    from supportbot.vocabulary import fence_log
 
-    log = "\n".join([f"2025-03-14 10:00:{i:02d} ERROR upstream timeout after 30s id={i}" for i in range(5)]
-                    + ["2025-03-14 10:01:00 INFO ok"] * 3)
-    text = client.chat.completions.create(model=MODEL, messages=[
-        {"role": "user", "content": "It keeps failing:\n" + fence_log(log, "app.log")}]).choices[0].message.content
+    log = "\n".join(
+        [f"2025-03-14 10:00:{i:02d} ERROR upstream timeout after 30s id={i}" for i in range(5)]
+        + ["2025-03-14 10:01:00 INFO ok"] * 3
+    )
+    text = (
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "It keeps failing:\n" + fence_log(log, "app.log")}]
+        )
+        .choices[0]
+        .message.content
+    )
     assert "8 lines" in text and "ERROR 5" in text and "INFO 3" in text
     assert "2025-03-14 10:00:00" in text and "2025-03-14 10:00:04" in text and "Suggestion" in text
 
 
 def test_update_ticket_is_called_with_schema_valid_fields(client: openai.OpenAI) -> None:
-    update = {"type": "function", "function": {"name": "update_ticket", "parameters": {"type": "object", "properties": {
-        "category": {"anyOf": [{"enum": ["order_status", "refund", "returns", "other"], "type": "string"},
-                               {"type": "null"}], "default": None},
-        "frustration": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 3}, {"type": "null"}]},
-        "language": {"type": "string"}}}}}
-    r = client.chat.completions.create(model=MODEL, tools=[*TOOLS, update], messages=[
-        {"role": "user", "content": "Hola, ¿dónde está mi pedido 48291? Es inaceptable!!!"}])
+    update = {
+        "type": "function",
+        "function": {
+            "name": "update_ticket",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "category": {
+                        "anyOf": [
+                            {"enum": ["order_status", "refund", "returns", "other"], "type": "string"},
+                            {"type": "null"},
+                        ],
+                        "default": None,
+                    },
+                    "frustration": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 3}, {"type": "null"}]},
+                    "language": {"type": "string"},
+                },
+            },
+        },
+    }
+    r = client.chat.completions.create(
+        model=MODEL,
+        tools=[*TOOLS, update],
+        messages=[{"role": "user", "content": "Hola, ¿dónde está mi pedido 48291? Es inaceptable!!!"}],
+    )
     calls = {c.function.name: json.loads(c.function.arguments) for c in r.choices[0].message.tool_calls}
     assert calls["update_ticket"] == {"category": "order_status", "frustration": 3, "language": "es"}
     assert set(calls) == {"check_order_status", "escalate_to_human", "update_ticket"}

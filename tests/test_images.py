@@ -12,8 +12,8 @@ import zlib
 import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from supportbot.attachments.images import PreparedImage, prepare_image
 from supportbot.errors import ImageRejected
-from supportbot.images import PreparedImage, prepare_image
 
 
 def encode(im: Image.Image, fmt: str, **options: object) -> bytes:

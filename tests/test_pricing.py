@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from supportbot.catalog import load_catalog
 from supportbot.errors import CatalogError
 from supportbot.events import UsageRecord
 from supportbot.pricing import (
@@ -18,6 +17,7 @@ from supportbot.pricing import (
     summarize,
     token_cost,
 )
+from supportbot.routing.catalog import load_catalog
 
 SRC = {"source": "test fixture", "as_of": "2026-01-01", "verified": True}
 DOC = {
@@ -27,8 +27,10 @@ DOC = {
         {"name": "open", "monthly_usd": 90.0, "requests_per_day": 1000, "max_tokens_per_request": None, **SRC},
     ],
     "providers": {
-        "alpha": {"name": "Alpha AI", "models": {"m1": {"input": 1.0, "output": 2.0, **SRC},
-                                                 "m2": {"input": 0.5, "output": 1.5, **SRC}}},
+        "alpha": {
+            "name": "Alpha AI",
+            "models": {"m1": {"input": 1.0, "output": 2.0, **SRC}, "m2": {"input": 0.5, "output": 1.5, **SRC}},
+        },
         "beta": {"name": "Beta Cloud", "models": {"m1": {"input": 2.0, "output": 4.0, **SRC}, "m2": None}},
     },
 }

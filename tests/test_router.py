@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from supportbot import tokens
-from supportbot.catalog import load_catalog
-from supportbot.language import detect_language
-from supportbot.router import TurnFacts, count_actions, load_policy, route
+from supportbot.routing import tokens
+from supportbot.routing.catalog import load_catalog
+from supportbot.routing.router import TurnFacts, count_actions, load_policy, route
+from supportbot.vocabulary import detect_language
 
 CATALOG = load_catalog()
 POLICY = load_policy(catalog=CATALOG)
@@ -62,15 +62,20 @@ def test_logs_route_by_size(log_tokens: int, model: str, rule: str):
 def largest_log_that_fits(window: int) -> int:
     """The largest attached log (tokens) whose prompt, with the margin, fits ``window``."""
     guess = int(window / (1 + POLICY.safety_margin)) - TurnFacts("log").prompt_tokens()
-    return max(n for n in range(guess - 50, guess + 50)
-               if tokens.with_margin(TurnFacts("log", log_tokens=n).prompt_tokens(), POLICY.safety_margin) <= window)
+    return max(
+        n
+        for n in range(guess - 50, guess + 50)
+        if tokens.with_margin(TurnFacts("log", log_tokens=n).prompt_tokens(), POLICY.safety_margin) <= window
+    )
 
 
 @pytest.mark.parametrize(
     ("model_id", "below", "above"),
-    [("llama-3.3-70b", "deepseek-r1-0528", "kimi-k2.6"),  # the triage window
-     ("kimi-k2.6", "kimi-k2.6", "deepseek-v4-flash"),  # the first long-context window
-     ("deepseek-v4-flash", "deepseek-v4-flash", "deepseek-v4-flash")],  # the largest: above it, the log is reduced
+    [
+        ("llama-3.3-70b", "deepseek-r1-0528", "kimi-k2.6"),  # the triage window
+        ("kimi-k2.6", "kimi-k2.6", "deepseek-v4-flash"),  # the first long-context window
+        ("deepseek-v4-flash", "deepseek-v4-flash", "deepseek-v4-flash"),
+    ],  # the largest: above it, the log is reduced
 )
 def test_logs_just_below_at_and_above_each_window(model_id: str, below: str, above: str):
     fits = largest_log_that_fits(CATALOG.get(model_id).context_window)
@@ -136,9 +141,15 @@ def test_fallbacks_never_repeat_the_chosen_model():
 
 @pytest.mark.parametrize(
     ("text", "lang"),
-    [("Where is my order? It was supposed to arrive yesterday.", "en"), ("¿Dónde está mi pedido? Debía llegar ayer.", "es"),
-     ("Bonjour, où est ma commande ? Elle devait arriver hier.", "fr"), ("Wo ist meine Bestellung? Sie sollte gestern ankommen.", "de"),
-     ("ok", "en"), ("#48291", "en"), ("注文はどこですか", "ja")],
+    [
+        ("Where is my order? It was supposed to arrive yesterday.", "en"),
+        ("¿Dónde está mi pedido? Debía llegar ayer.", "es"),
+        ("Bonjour, où est ma commande ? Elle devait arriver hier.", "fr"),
+        ("Wo ist meine Bestellung? Sie sollte gestern ankommen.", "de"),
+        ("ok", "en"),
+        ("#48291", "en"),
+        ("注文はどこですか", "ja"),
+    ],
 )
 def test_language_detection(text: str, lang: str):
     assert detect_language(text) == lang
@@ -150,7 +161,10 @@ def test_token_estimates_are_calibrated_by_kind():
     assert tokens.classify(prose) == "prose" and tokens.classify(log) == "log"
     assert abs(tokens.estimate_tokens(prose) - len(prose) / 4) < 2
     assert abs(tokens.estimate_tokens(log) - len(log) / 2) < 2
-    image_msg = {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:"}}]}
+    image_msg = {
+        "role": "user",
+        "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:"}}],
+    }
     assert tokens.estimate_message(image_msg) >= tokens.IMAGE_TOKENS
 
 

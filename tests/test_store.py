@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from supportbot.errors import CatalogError
-from supportbot.store import DEFAULT_ASSETS, KB_CATEGORIES, ORDER_STATUSES, Store, fts_query
+from supportbot.storage.store import DEFAULT_ASSETS, KB_CATEGORIES, ORDER_STATUSES, Store, fts_query
 
 
 def copy_assets(tmp_path: Path) -> Path:
@@ -110,7 +110,8 @@ def test_search_respects_top_k_and_finds_other_topics(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["???", '"', '""', "#", '"unbalanced', "(", "*", "NEAR(", "AND OR NOT", "-", "'; DROP TABLE kb_fts; --", ""]
+    "query",
+    ["???", '"', '""', "#", '"unbalanced', "(", "*", "NEAR(", "AND OR NOT", "-", "'; DROP TABLE kb_fts; --", ""],
 )
 def test_punctuation_and_operator_queries_do_not_raise(store: Store, query: str) -> None:
     results = store.search_kb(query)
@@ -226,9 +227,10 @@ def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
         eta = first.get_order("48291")["eta"]
     with Store(path, today=today + timedelta(days=3)) as second:
         assert second.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
-        assert second.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"] == second.execute(
-            "SELECT COUNT(*) AS n FROM kb_articles"
-        )[0]["n"]
+        assert (
+            second.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"]
+            == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
+        )
         assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
         assert len(second.list_escalations()) == 1
 

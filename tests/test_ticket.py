@@ -10,32 +10,42 @@ import httpx
 import openai
 import pytest
 
-from supportbot.catalog import load_catalog
-from supportbot.ticket import (
-    Extraction,
-    Ticket,
-    build_inline,
-    extract_ticket,
-    extraction_messages,
-    ticket_id_for,
-    ticket_json_schema,
-)
+from supportbot.routing.catalog import load_catalog
+from supportbot.ticket.extraction import Extraction, extract_ticket, extraction_messages
+from supportbot.ticket.record import Ticket, build_inline, ticket_id_for, ticket_json_schema
 
 EXPECTED = Path(__file__).parent / "expected" / "ticket_schema.json"
 CONV = "k3J9xQ2mZpL7vR1sT8uW0a"
 
 ARTICLE_MESSAGES = [
-    {"role": "user", "content": "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried."},
+    {
+        "role": "user",
+        "content": "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried.",
+    },
     {"role": "assistant", "content": "Order 48291 is in transit with UPS and should arrive tomorrow."},
     {"role": "user", "content": "This is ridiculous, I want to talk to a human NOW"},
-    {"role": "assistant", "content": "I understand. I have passed your case to a colleague: ticket ESC-1A2B3C, you are number 2 in the queue."},
+    {
+        "role": "assistant",
+        "content": "I understand. I have passed your case to a colleague: ticket ESC-1A2B3C, you are number 2 in the queue.",
+    },
 ]
 ARTICLE_CALLS = [
-    {"name": "check_order_status", "arguments": {"order_id": "48291"},
-     "result": {"order_id": "48291", "status": "in_transit", "carrier": "UPS", "eta_days": 1},
-     "ok": True, "error": None, "duration_ms": 11.0},
-    {"name": "escalate_to_human", "arguments": {"reason": "Customer is frustrated about late order 48291"},
-     "result": {"ticket_id": "ESC-1A2B3C", "queue_position": 2}, "ok": True, "error": None, "duration_ms": 7.5},
+    {
+        "name": "check_order_status",
+        "arguments": {"order_id": "48291"},
+        "result": {"order_id": "48291", "status": "in_transit", "carrier": "UPS", "eta_days": 1},
+        "ok": True,
+        "error": None,
+        "duration_ms": 11.0,
+    },
+    {
+        "name": "escalate_to_human",
+        "arguments": {"reason": "Customer is frustrated about late order 48291"},
+        "result": {"ticket_id": "ESC-1A2B3C", "queue_position": 2},
+        "ok": True,
+        "error": None,
+        "duration_ms": 7.5,
+    },
 ]
 
 
@@ -92,8 +102,14 @@ def test_first_message_alone_is_mild_and_pending():
 
 
 def test_model_fields_beat_heuristics_and_tool_facts_beat_both():
-    fields = {"category": "billing", "priority": "low", "sentiment": "furious", "frustration": 1,
-              "escalation_ticket_id": "ESC-FAKE", "next_steps": ["Call back"]}
+    fields = {
+        "category": "billing",
+        "priority": "low",
+        "sentiment": "furious",
+        "frustration": 1,
+        "escalation_ticket_id": "ESC-FAKE",
+        "next_steps": ["Call back"],
+    }
     t = build_inline(conversation_id=CONV, messages=ARTICLE_MESSAGES, tool_calls=ARTICLE_CALLS, ticket_fields=fields)
     assert t.category == "billing" and t.priority == "low" and t.frustration == 1
     assert t.next_steps == ["Call back"]
@@ -104,19 +120,39 @@ def test_model_fields_beat_heuristics_and_tool_facts_beat_both():
 
 def test_status_question_versus_courtesy_question():
     asked = ARTICLE_MESSAGES[:1] + [{"role": "assistant", "content": "Could you tell me the email on the order?"}]
-    done = ARTICLE_MESSAGES[:1] + [{"role": "assistant",
-                                    "content": "It arrives tomorrow. Is there anything else I can help you with?"}]
-    assert build_inline(conversation_id=CONV, messages=asked, tool_calls=[], ticket_fields={}).status == "pending_customer"
+    done = ARTICLE_MESSAGES[:1] + [
+        {"role": "assistant", "content": "It arrives tomorrow. Is there anything else I can help you with?"}
+    ]
+    assert (
+        build_inline(conversation_id=CONV, messages=asked, tool_calls=[], ticket_fields={}).status == "pending_customer"
+    )
     assert build_inline(conversation_id=CONV, messages=done, tool_calls=[], ticket_fields={}).status == "resolved"
 
 
 def test_refund_customer_email_language_and_failed_tool():
-    messages = [{"role": "user", "content": "Hola, quiero un reembolso del pedido 48215, mi correo es priya.raman@example.org"}]
+    messages = [
+        {"role": "user", "content": "Hola, quiero un reembolso del pedido 48215, mi correo es priya.raman@example.org"}
+    ]
     calls = [
-        {"name": "lookup_customer", "arguments": {"email": "priya.raman@example.org"},
-         "result": {"customer": {"id": "C1003", "email": "priya.raman@example.org", "name": "Priya Raman"}, "recent_orders": []}, "ok": True, "error": None, "duration_ms": 3},
-        {"name": "request_refund", "arguments": {"order_id": "48215", "reason": "damaged"}, "result": None,
-         "ok": False, "error": "order 48215 was already refunded", "duration_ms": 4},
+        {
+            "name": "lookup_customer",
+            "arguments": {"email": "priya.raman@example.org"},
+            "result": {
+                "customer": {"id": "C1003", "email": "priya.raman@example.org", "name": "Priya Raman"},
+                "recent_orders": [],
+            },
+            "ok": True,
+            "error": None,
+            "duration_ms": 3,
+        },
+        {
+            "name": "request_refund",
+            "arguments": {"order_id": "48215", "reason": "damaged"},
+            "result": None,
+            "ok": False,
+            "error": "order 48215 was already refunded",
+            "duration_ms": 4,
+        },
     ]
     t = build_inline(conversation_id=CONV, messages=messages, tool_calls=calls, ticket_fields={})
     assert t.category == "refund"
@@ -139,17 +175,34 @@ def test_refund_customer_email_language_and_failed_tool():
     ],
 )
 def test_category_keywords_match_whole_words(text, category):
-    t = build_inline(conversation_id=CONV, messages=[{"role": "user", "content": text}], tool_calls=[], ticket_fields={})
+    t = build_inline(
+        conversation_id=CONV, messages=[{"role": "user", "content": text}], tool_calls=[], ticket_fields={}
+    )
     assert t.category == category
 
 
 def test_successful_refund_outcome():
-    calls = [{"name": "request_refund", "arguments": {"order_id": "48210", "reason": "damaged"},
-              "result": {"refund_id": "RF-1", "order_id": "48210", "outcome": "approved", "amount": 119.0,
-                         "currency": "USD", "explanation": "within 30 days"},
-              "ok": True, "error": None, "duration_ms": 5}]
-    msgs = [{"role": "user", "content": "The keyboard from order 48210 arrived broken, I want my money back"},
-            {"role": "assistant", "content": "Done: your refund of 119.00 USD is approved."}]
+    calls = [
+        {
+            "name": "request_refund",
+            "arguments": {"order_id": "48210", "reason": "damaged"},
+            "result": {
+                "refund_id": "RF-1",
+                "order_id": "48210",
+                "outcome": "approved",
+                "amount": 119.0,
+                "currency": "USD",
+                "explanation": "within 30 days",
+            },
+            "ok": True,
+            "error": None,
+            "duration_ms": 5,
+        }
+    ]
+    msgs = [
+        {"role": "user", "content": "The keyboard from order 48210 arrived broken, I want my money back"},
+        {"role": "assistant", "content": "Done: your refund of 119.00 USD is approved."},
+    ]
     t = build_inline(conversation_id=CONV, messages=msgs, tool_calls=calls, ticket_fields={})
     assert t.category == "refund" and t.status == "resolved" and t.order_ids == ["48210"]
     assert t.actions_taken[0].outcome == "refund for order 48210: approved (119.0 USD)"
@@ -167,13 +220,16 @@ def test_previous_ticket_keeps_its_facts():
 
 
 def test_extraction_prompt_pieces_are_separate_lines():
-    msgs = extraction_messages(conversation_id=CONV, messages=ARTICLE_MESSAGES, tool_calls=ARTICLE_CALLS,
-                               schema_in_prompt=True)
+    msgs = extraction_messages(
+        conversation_id=CONV, messages=ARTICLE_MESSAGES, tool_calls=ARTICLE_CALLS, schema_in_prompt=True
+    )
     system = msgs[0]["content"]
     assert "reply with a single json object" in system.lower()
     assert json.dumps(ticket_json_schema()) in system
     assert "ESC-1A2B3C" in msgs[1]["content"] and "#48291" in msgs[1]["content"]
-    no_schema = extraction_messages(conversation_id=CONV, messages=ARTICLE_MESSAGES, tool_calls=[], schema_in_prompt=False)
+    no_schema = extraction_messages(
+        conversation_id=CONV, messages=ARTICLE_MESSAGES, tool_calls=[], schema_in_prompt=False
+    )
     assert '"properties"' not in no_schema[0]["content"]
 
 
@@ -189,16 +245,27 @@ def engine():
 
 
 def _client(engine) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url="http://offline.engine/v1", api_key="offline",
-                              http_client=httpx.AsyncClient(transport=engine.transport()), max_retries=0)
+    return openai.AsyncOpenAI(
+        base_url="http://offline.engine/v1",
+        api_key="offline",
+        http_client=httpx.AsyncClient(transport=engine.transport()),
+        max_retries=0,
+    )
 
 
 def _extract(engine, model_id: str) -> Extraction:
     async def run() -> Extraction:
         client = _client(engine)
         try:
-            return await extract_ticket(client, load_catalog().get(model_id), conversation_id=CONV,
-                                        messages=ARTICLE_MESSAGES, tool_calls=ARTICLE_CALLS, max_tokens=700, turn=2)
+            return await extract_ticket(
+                client,
+                load_catalog().get(model_id),
+                conversation_id=CONV,
+                messages=ARTICLE_MESSAGES,
+                tool_calls=ARTICLE_CALLS,
+                max_tokens=700,
+                turn=2,
+            )
         finally:
             await client.close()
 
@@ -265,15 +332,29 @@ def test_an_extraction_error_never_shows_the_api_key():
     import httpx
     import openai
 
-    from supportbot.catalog import load_catalog
-    from supportbot.ticket import extract_ticket
+    from supportbot.routing.catalog import load_catalog
+    from supportbot.ticket.extraction import extract_ticket
 
     secret = "sk-oxlo-very-secret-123"
-    body = {"error": {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error", "code": "invalid_api_key"}}
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {secret}",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(401, json=body)))
     client = openai.AsyncOpenAI(base_url="http://service.test/v1", api_key=secret, http_client=http, max_retries=0)
-    result = asyncio.run(extract_ticket(client, load_catalog().get("llama-3.3-70b"), conversation_id="c1",
-                                        messages=[{"role": "user", "content": "Where is my order #48291?"}],
-                                        tool_calls=[], max_tokens=512, turn=1))
+    result = asyncio.run(
+        extract_ticket(
+            client,
+            load_catalog().get("llama-3.3-70b"),
+            conversation_id="c1",
+            messages=[{"role": "user", "content": "Where is my order #48291?"}],
+            tool_calls=[],
+            max_tokens=512,
+            turn=1,
+        )
+    )
     assert result.ticket is None and "401" in result.error
     assert secret not in result.error and "***" in result.error

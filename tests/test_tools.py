@@ -11,12 +11,17 @@ import pytest
 from pydantic import Field
 
 from supportbot.errors import ToolError
-from supportbot.store import Policy, Store
+from supportbot.storage.demo_data import Policy
+from supportbot.storage.store import Store
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry, ToolResult, refund_decision
 
 TOOL_NAMES = [
-    "check_order_status", "lookup_customer", "search_knowledge_base",
-    "request_refund", "escalate_to_human", "update_ticket",
+    "check_order_status",
+    "lookup_customer",
+    "search_knowledge_base",
+    "request_refund",
+    "escalate_to_human",
+    "update_ticket",
 ]
 
 
@@ -121,7 +126,10 @@ def test_escalate_to_human_schema_is_exactly_this() -> None:
 def test_optional_fields_are_nullable_without_anyof() -> None:
     props = schema_of("update_ticket")["function"]["parameters"]["properties"]
     assert props["frustration"] == {
-        "type": ["integer", "null"], "minimum": 0, "maximum": 3, "default": None,
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": 3,
+        "default": None,
         "description": "0 calm … 3 very frustrated",
     }
     assert props["sentiment"]["enum"] == ["positive", "neutral", "negative", None]
@@ -358,8 +366,13 @@ def test_update_ticket_merges_and_keeps_sessions_apart(store: Store) -> None:
     call("update_ticket", {"category": "order_status", "frustration": 2, "language": "en"}, a)
     merged = call("update_ticket", {"frustration": 3, "next_steps": ["chase carrier"], "sentiment": None}, a)
     assert merged.ok
-    assert merged.result == {"ticket": {
-        "category": "order_status", "frustration": 3, "language": "en", "next_steps": ["chase carrier"],
-    }}
+    assert merged.result == {
+        "ticket": {
+            "category": "order_status",
+            "frustration": 3,
+            "language": "en",
+            "next_steps": ["chase carrier"],
+        }
+    }
     assert a.ticket_fields == merged.result["ticket"]
     assert b.ticket_fields == {}  # the registry holds no session data

@@ -62,7 +62,9 @@ def test_a_gzipped_log_is_read(client: Client, tmp_path: Path):
     path = tmp_path / "app.log.gz"
     with gzip.open(path, "wt") as fh:
         for i in range(200):
-            fh.write(f"2026-11-27T10:00:{i % 60:02d}Z {'ERROR' if i % 10 == 0 else 'INFO'} worker-{i % 3} job {i} finished\n")
+            fh.write(
+                f"2026-11-27T10:00:{i % 60:02d}Z {'ERROR' if i % 10 == 0 else 'INFO'} worker-{i % 3} job {i} finished\n"
+            )
     session = turn(client, "why do jobs fail?", [str(path)])
     user = [m for m in session["messages"] if m["role"] == "user"][-1]
     assert user["attachments"][0]["lines"] == 200
@@ -71,10 +73,15 @@ def test_a_gzipped_log_is_read(client: Client, tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
-    [("screenshot.png", b"this is not an image", "not an image"), ("dump.log", b"\x00\x01\x02binary\x00" * 100, "binary"),
-     ("empty.png", b"", "empty")],
+    [
+        ("screenshot.png", b"this is not an image", "not an image"),
+        ("dump.log", b"\x00\x01\x02binary\x00" * 100, "binary"),
+        ("empty.png", b"", "empty"),
+    ],
 )
-def test_bad_input_gets_a_clear_message_and_loses_nothing(client: Client, tmp_path: Path, name: str, content: bytes, expected: str):
+def test_bad_input_gets_a_clear_message_and_loses_nothing(
+    client: Client, tmp_path: Path, name: str, content: bytes, expected: str
+):
     before = turn(client, "Where is my order #48291?")
     bad = tmp_path / name
     bad.write_bytes(content)
@@ -99,8 +106,10 @@ def test_two_clients_keep_separate_sessions(app_url: str):
         c = Client(app_url, verbose=False, ssl_verify=False)
         results[name] = turn(c, text)
 
-    threads = [threading.Thread(target=run, args=("a", "Where is my order #48291?")),
-               threading.Thread(target=run, args=("b", "What is your return policy?"))]
+    threads = [
+        threading.Thread(target=run, args=("a", "Where is my order #48291?")),
+        threading.Thread(target=run, args=("b", "What is your return policy?")),
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -5,17 +5,43 @@ Demos, tests and CI use it through the real ``openai`` SDK, in process
 loopback (``start_server(engine)``). It is deterministic, names itself
 "offline demo engine" and never claims to be a language model.
 
+A one-way door: the product imports this package only where the offline engine is chosen,
+and the engine imports nothing of the product but ``supportbot.vocabulary`` (shared text
+rules). What it knows of the catalog is what it is given: model ids and context windows.
+It counts tokens its own way (``engine.tokens``) and reads logs its own way
+(``engine.logreader``), so tests of the product's estimates check them against something
+the product did not write.
+
 Failure injection (``protocol.FAILURE_KINDS``): ``engine.inject(kind, times)``,
 the request header ``X-Supportbot-Fail: <kind>``, or the model id ``fail-<kind>``.
 """
 
 from __future__ import annotations
 
-from supportbot.engine.core import FAIL_HEADER, FAIL_MODEL_PREFIX, OWN_MODEL_ID, OfflineEngine
+from typing import Any
+
+from supportbot.engine.core import FAIL_HEADER, FAIL_MODEL_PREFIX, OWN_MODEL_ID, OfflineEngine, load_windows
 from supportbot.engine.protocol import FAILURE_KINDS
-from supportbot.engine.server import RunningServer, start_server
 
 OFFLINE_BASE_URL = "http://offline.engine/v1"
 
-__all__ = ["FAILURE_KINDS", "FAIL_HEADER", "FAIL_MODEL_PREFIX", "OFFLINE_BASE_URL", "OWN_MODEL_ID",
-           "OfflineEngine", "RunningServer", "start_server"]
+__all__ = [
+    "FAILURE_KINDS",
+    "FAIL_HEADER",
+    "FAIL_MODEL_PREFIX",
+    "OFFLINE_BASE_URL",
+    "OWN_MODEL_ID",
+    "OfflineEngine",
+    "RunningServer",
+    "load_windows",
+    "start_server",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The loopback server needs uvicorn; the in-process transport does not, so load it on first use.
+    if name in ("RunningServer", "start_server"):
+        from supportbot.engine import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from supportbot.engine.core import OfflineEngine
+from supportbot.engine.core import DEFAULT_MODELS_FILE, OfflineEngine, load_windows
 from supportbot.engine.server import bind, make_server
 
 
@@ -16,8 +16,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added before each chat response")
     parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds between streamed deltas")
     parser.add_argument("--no-usage", action="store_true", help="omit usage so clients must estimate it")
+    parser.add_argument(
+        "--models",
+        default=str(DEFAULT_MODELS_FILE),
+        help="catalog file whose model ids and context windows to serve (default: assets/models.json)",
+    )
     args = parser.parse_args(argv)
-    engine = OfflineEngine(latency_s=args.latency, send_usage=not args.no_usage, stream_delay_s=args.stream_delay)
+    engine = OfflineEngine(
+        latency_s=args.latency,
+        send_usage=not args.no_usage,
+        stream_delay_s=args.stream_delay,
+        context_windows=load_windows(args.models),
+    )
     sock = bind(args.host, args.port)
     server = make_server(engine, log_level="info")
     print(f"offline demo engine: http://{args.host}:{sock.getsockname()[1]}/v1  (Ctrl-C to stop)", flush=True)

@@ -18,44 +18,77 @@ T: dict[str, dict[str, str]] = {
     "tracking": {"en": "tracking number {tracking}", "es": "número de seguimiento {tracking}"},
     "eta": {"en": "expected delivery {eta}", "es": "entrega prevista el {eta}"},
     "delivered": {"en": "delivered on {date}", "es": "entregado el {date}"},
-    "late": {"en": "I'm sorry it is late ({days} day(s) past the estimated date).",
-             "es": "Lamento el retraso ({days} día(s) después de la fecha prevista)."},
-    "refund_ok": {"en": "Your refund for order #{id} is **approved**: {amount}.",
-                  "es": "Tu reembolso del pedido #{id} está **aprobado**: {amount}."},
-    "refund_no": {"en": "I could not approve a refund for order #{id}.",
-                  "es": "No he podido aprobar el reembolso del pedido #{id}."},
+    "late": {
+        "en": "I'm sorry it is late ({days} day(s) past the estimated date).",
+        "es": "Lamento el retraso ({days} día(s) después de la fecha prevista).",
+    },
+    "refund_ok": {
+        "en": "Your refund for order #{id} is **approved**: {amount}.",
+        "es": "Tu reembolso del pedido #{id} está **aprobado**: {amount}.",
+    },
+    "refund_no": {
+        "en": "I could not approve a refund for order #{id}.",
+        "es": "No he podido aprobar el reembolso del pedido #{id}.",
+    },
     "kb": {"en": "These help-centre articles should answer it:", "es": "Estos artículos de ayuda lo responden:"},
-    "kb_none": {"en": "I found no help-centre article for that. Could you rephrase, or shall I get a person?",
-                "es": "No encontré ningún artículo de ayuda. ¿Puedes reformularlo, o prefieres que te atienda una persona?"},
-    "escalated": {"en": "I've passed this to a human colleague: ticket **{ticket}**{queue}. They'll follow up here.",
-                  "es": "He pasado tu caso a una persona del equipo: ticket **{ticket}**{queue}. Te responderán aquí."},
+    "kb_none": {
+        "en": "I found no help-centre article for that. Could you rephrase, or shall I get a person?",
+        "es": "No encontré ningún artículo de ayuda. ¿Puedes reformularlo, o prefieres que te atienda una persona?",
+    },
+    "escalated": {
+        "en": "I've passed this to a human colleague: ticket **{ticket}**{queue}. They'll follow up here.",
+        "es": "He pasado tu caso a una persona del equipo: ticket **{ticket}**{queue}. Te responderán aquí.",
+    },
     "queue": {"en": ", position {pos} in the queue", "es": ", posición {pos} en la cola"},
     "customer": {"en": "I found your account, {name} ({tier}).", "es": "Encontré tu cuenta, {name} ({tier})."},
     "tool_error": {"en": "I couldn't complete `{tool}`: {error}", "es": "No pude completar `{tool}`: {error}"},
-    "next_error": {"en": "Could you double-check the details (for example the order number) so I can try again?",
-                   "es": "¿Puedes revisar los datos (por ejemplo el número de pedido) para intentarlo de nuevo?"},
-    "ask_order": {"en": "I can help with that refund. What is the order number (for example #48291)?",
-                  "es": "Puedo ayudarte con el reembolso. ¿Cuál es el número de pedido (por ejemplo #48291)?"},
-    "greeting": {"en": "Hello! How can I help? For an order, send me its number (for example #48291).",
-                 "es": "¡Hola! ¿En qué puedo ayudarte? Si es sobre un pedido, envíame su número (por ejemplo #48291)."},
-    "thanks": {"en": "You're welcome! Is there anything else I can help with?",
-               "es": "¡De nada! ¿Puedo ayudarte con algo más?"},
-    "fallback": {"en": "I can help with order status, refunds, returns, warranty and account questions. "
-                       "Could you share your order number or describe the issue?",
-                 "es": "Puedo ayudarte con el estado de pedidos, reembolsos, devoluciones, garantía y tu cuenta. "
-                       "¿Me das el número de pedido o me describes el problema?"},
+    "next_error": {
+        "en": "Could you double-check the details (for example the order number) so I can try again?",
+        "es": "¿Puedes revisar los datos (por ejemplo el número de pedido) para intentarlo de nuevo?",
+    },
+    "ask_order": {
+        "en": "I can help with that refund. What is the order number (for example #48291)?",
+        "es": "Puedo ayudarte con el reembolso. ¿Cuál es el número de pedido (por ejemplo #48291)?",
+    },
+    "greeting": {
+        "en": "Hello! How can I help? For an order, send me its number (for example #48291).",
+        "es": "¡Hola! ¿En qué puedo ayudarte? Si es sobre un pedido, envíame su número (por ejemplo #48291).",
+    },
+    "thanks": {
+        "en": "You're welcome! Is there anything else I can help with?",
+        "es": "¡De nada! ¿Puedo ayudarte con algo más?",
+    },
+    "fallback": {
+        "en": "I can help with order status, refunds, returns, warranty and account questions. "
+        "Could you share your order number or describe the issue?",
+        "es": "Puedo ayudarte con el estado de pedidos, reembolsos, devoluciones, garantía y tu cuenta. "
+        "¿Me das el número de pedido o me describes el problema?",
+    },
     "sorry": {"en": "I'm sorry about this experience.", "es": "Siento mucho esta experiencia."},
-    "no_tool": {"en": "I can't {what} right now; a colleague will be able to help.",
-                "es": "Ahora mismo no puedo {what}; una persona del equipo podrá ayudarte."},
-    "other_language": {"en": "(I answer in English: the offline demo engine has templates in English and Spanish only.)",
-                       "es": ""},
+    "no_tool": {
+        "en": "I can't {what} right now; a colleague will be able to help.",
+        "es": "Ahora mismo no puedo {what}; una persona del equipo podrá ayudarte.",
+    },
+    "other_language": {
+        "en": "(I answer in English: the offline demo engine has templates in English and Spanish only.)",
+        "es": "",
+    },
 }
-STATUS_ES = {"shipped": "enviado", "delivered": "entregado", "processing": "en preparación", "delayed": "retrasado",
-             "cancelled": "cancelado", "refunded": "reembolsado", "in_transit": "en tránsito"}
-WHAT = {"orders": {"en": "look up orders", "es": "consultar pedidos"},
-        "refund": {"en": "process refunds", "es": "tramitar reembolsos"},
-        "kb": {"en": "search the help centre", "es": "buscar en el centro de ayuda"},
-        "human": {"en": "hand you over to a person", "es": "pasarte con una persona"}}
+STATUS_ES = {
+    "shipped": "enviado",
+    "delivered": "entregado",
+    "processing": "en preparación",
+    "delayed": "retrasado",
+    "cancelled": "cancelado",
+    "refunded": "reembolsado",
+    "in_transit": "en tránsito",
+}
+WHAT = {
+    "orders": {"en": "look up orders", "es": "consultar pedidos"},
+    "refund": {"en": "process refunds", "es": "tramitar reembolsos"},
+    "kb": {"en": "search the help centre", "es": "buscar en el centro de ayuda"},
+    "human": {"en": "hand you over to a person", "es": "pasarte con una persona"},
+}
 
 
 def t(key: str, lang: str, **values: Any) -> str:
@@ -154,8 +187,11 @@ def render_kb(out: ToolOutcome, lang: str) -> str:
         gist = str(_pick(art, "snippet", "summary", "gist", "content", "body") or "").replace("**", "")
         gist = re.split(r"(?<=[.!?])\s", " ".join(gist.split()), maxsplit=1)[0][:160]
         ident = _pick(art, "id", "article_id")
-        lines.append(f"- **{_pick(art, 'title') or 'Article'}**" + (f" ({ident})" if ident else "")
-                     + (f": {gist}" if gist else ""))
+        lines.append(
+            f"- **{_pick(art, 'title') or 'Article'}**"
+            + (f" ({ident})" if ident else "")
+            + (f": {gist}" if gist else "")
+        )
     return "\n".join(lines)
 
 
@@ -179,9 +215,13 @@ def render_customer(out: ToolOutcome, lang: str) -> str:
     return text
 
 
-RENDERERS = {"check_order_status": render_order, "request_refund": render_refund,
-             "search_knowledge_base": render_kb, "escalate_to_human": render_escalation,
-             "lookup_customer": render_customer}
+RENDERERS = {
+    "check_order_status": render_order,
+    "request_refund": render_refund,
+    "search_knowledge_base": render_kb,
+    "escalate_to_human": render_escalation,
+    "lookup_customer": render_customer,
+}
 
 
 def render_outcome(out: ToolOutcome, lang: str) -> str | None:
@@ -213,8 +253,9 @@ def direct_reply(facts: Facts, offered: set[str], lang: str) -> str:
     if facts.escalate and "escalate_to_human" not in offered:
         parts.append(t("no_tool", lang, what=WHAT["human"].get(lang, WHAT["human"]["en"])))
     if not parts and not facts.logs and not facts.images:
-        parts.append(t("greeting", lang) if facts.greeting else t("thanks", lang) if facts.positive
-                     else t("fallback", lang))
+        parts.append(
+            t("greeting", lang) if facts.greeting else t("thanks", lang) if facts.positive else t("fallback", lang)
+        )
     return "\n\n".join(parts)
 
 

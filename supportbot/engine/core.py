@@ -7,30 +7,49 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from supportbot.catalog import load_catalog
 from supportbot.engine import protocol as p
 from supportbot.engine.responder import Reply, respond
-from supportbot.tokens import estimate_messages, estimate_tokens, estimate_tools
+from supportbot.engine.tokens import count_messages, count_tokens, count_tools
 
 OWN_MODEL_ID = "offline-demo-engine"
 FAIL_HEADER = "x-supportbot-fail"
 FAIL_MODEL_PREFIX = "fail-"
-# Used when an injected context_length failure names a model the catalog does not know.
+# Used when an injected context_length failure names a model the engine has no window for.
 DEFAULT_WINDOW = 8192
+# The model list and context windows it serves when given none: read from the editable catalog
+# file as plain JSON (ids and windows only), never through the product's catalog code.
+DEFAULT_MODELS_FILE = Path(__file__).resolve().parents[2] / "assets" / "models.json"
+
+
+def load_windows(path: Path | str = DEFAULT_MODELS_FILE) -> dict[str, int]:
+    """``{model id: context window}`` from a catalog file (``{"models": [{"id", "context_window"}]}``)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {str(m["id"]): int(m["context_window"]) for m in data.get("models", ())}
 
 
 class OfflineEngine:
     """A deterministic, rule-based support agent speaking the chat-completions protocol."""
 
-    def __init__(self, *, latency_s: float = 0.0, send_usage: bool = True, model_ids: Iterable[str] | None = None,
-                 stream_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        send_usage: bool = True,
+        model_ids: Iterable[str] | None = None,
+        stream_delay_s: float = 0.0,
+        context_windows: Mapping[str, int] | None = None,
+    ) -> None:
+        """``context_windows`` (model id -> tokens) is all the engine knows of a catalog; by default it
+        is read from ``assets/models.json``. ``model_ids`` is what ``GET /models`` lists (default: those
+        ids and the engine's own)."""
         self.latency_s = latency_s
         self.send_usage = send_usage
         self.stream_delay_s = stream_delay_s
-        self.catalog = load_catalog()
-        self.model_ids = list(model_ids) if model_ids is not None else [*self.catalog.ids(), OWN_MODEL_ID]
+        self.windows = dict(load_windows() if context_windows is None else context_windows)
+        self.model_ids = list(model_ids) if model_ids is not None else [*self.windows, OWN_MODEL_ID]
         self.requests: list[dict] = []  # JSON bodies of chat requests, for tests to inspect
         self.created = int(time.time())
         self._injected: deque[str] = deque()
@@ -114,11 +133,16 @@ class OfflineEngine:
                 raise p.RequestInvalid(400, f"Unknown {FAIL_HEADER} {named!r}; known: {', '.join(p.FAILURE_KINDS)}")
             return named
         model = body.get("model") if isinstance(body, dict) else None
-        if isinstance(model, str) and model.startswith(FAIL_MODEL_PREFIX) and \
-                model[len(FAIL_MODEL_PREFIX):] in p.FAILURE_KINDS:
-            return model[len(FAIL_MODEL_PREFIX):]
+        if (
+            isinstance(model, str)
+            and model.startswith(FAIL_MODEL_PREFIX)
+            and model[len(FAIL_MODEL_PREFIX) :] in p.FAILURE_KINDS
+        ):
+            return model[len(FAIL_MODEL_PREFIX) :]
         wants_json = isinstance(body, dict) and (body.get("response_format") or {}).get("type") in (
-            "json_object", "json_schema")
+            "json_object",
+            "json_schema",
+        )
         with self._lock:
             # invalid_json only makes sense for a JSON request: other requests leave it queued.
             if self._injected and (self._injected[0] != "invalid_json" or wants_json):
@@ -127,9 +151,14 @@ class OfflineEngine:
 
     def _injected_error(self, kind: str, body: Any) -> p.Outcome:
         model = body.get("model", "") if isinstance(body, dict) else ""
-        window = self.catalog.get(model).context_window if model in self.catalog else DEFAULT_WINDOW
-        prompt = estimate_messages(body.get("messages") or []) if isinstance(body, dict) and \
-            isinstance(body.get("messages"), list) and all(isinstance(m, dict) for m in body["messages"]) else 0
+        window = self.windows.get(model, DEFAULT_WINDOW)
+        prompt = (
+            count_messages(body.get("messages") or [])
+            if isinstance(body, dict)
+            and isinstance(body.get("messages"), list)
+            and all(isinstance(m, dict) for m in body["messages"])
+            else 0
+        )
         outcome = p.failure_outcome(kind, model, window, prompt)
         outcome.latency_s = self.latency_s
         return outcome
@@ -138,19 +167,23 @@ class OfflineEngine:
         model = body["model"]
         if model not in self.model_ids:
             raise p.failure("not_found", model)
-        if model not in self.catalog:
+        if model not in self.windows:
             return
-        window = self.catalog.get(model).context_window
+        window = self.windows[model]
         prompt = self.prompt_tokens(body)
         wanted = body.get("max_completion_tokens") or body.get("max_tokens")
         if prompt > window or (wanted and prompt + wanted > window):
-            raise p.RequestInvalid(400, p.context_message(window, prompt, wanted if prompt <= window else None),
-                                   param="messages", code="context_length_exceeded")
+            raise p.RequestInvalid(
+                400,
+                p.context_message(window, prompt, wanted if prompt <= window else None),
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     @staticmethod
     def prompt_tokens(body: Mapping[str, Any]) -> int:
-        """The engine's estimate of a request's prompt tokens (messages plus tool schemas)."""
-        return estimate_messages(body["messages"]) + estimate_tools(body.get("tools"))
+        """The engine's own count of a request's prompt tokens (messages plus tool schemas)."""
+        return count_messages(body["messages"]) + count_tools(body.get("tools"))
 
     # -- completion -------------------------------------------------------------
 
@@ -171,28 +204,35 @@ class OfflineEngine:
             reply = Reply("Here is the JSON you asked for:\n```json\n" + reply.content[:-2], is_json=True)
         content, finish = reply.content, "tool_calls" if reply.calls else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if content and limit and estimate_tokens(content) > limit:
+        if content and limit and count_tokens(content) > limit:
             content, finish = truncate_to_tokens(content, limit), "length"
         usage = None
         if self.send_usage:
-            completion = estimate_tokens(content or "") + sum(
-                estimate_tokens(c.name, "code") + estimate_tokens(json.dumps(c.arguments), "code") for c in reply.calls)
+            completion = count_tokens(content or "") + sum(
+                count_tokens(c.name) + count_tokens(json.dumps(c.arguments)) for c in reply.calls
+            )
             usage = p.usage_block(self.prompt_tokens(body), completion)
         cid = p.completion_id(body)
         model = body["model"]
         if not stream:
             if kind == "disconnect":
-                return p.Outcome(200, {"content-type": "application/json"}, events=[b'{"id": "' + cid.encode()],
-                                 drop=True)
+                return p.Outcome(
+                    200, {"content-type": "application/json"}, events=[b'{"id": "' + cid.encode()], drop=True
+                )
             return p.json_outcome(p.completion_body(cid, model, content, reply.calls, finish, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if kind == "disconnect":
             events = p.stream_events(cid, model, content, reply.calls, None, None, include_usage)[:4]
-            return p.Outcome(200, {"content-type": "text/event-stream"}, events=events, drop=True,
-                             event_delay_s=self.stream_delay_s)
+            return p.Outcome(
+                200, {"content-type": "text/event-stream"}, events=events, drop=True, event_delay_s=self.stream_delay_s
+            )
         events = p.stream_events(cid, model, content, reply.calls, finish, usage, include_usage)
-        return p.Outcome(200, {"content-type": "text/event-stream", "cache-control": "no-cache"}, events=events,
-                         event_delay_s=self.stream_delay_s)
+        return p.Outcome(
+            200,
+            {"content-type": "text/event-stream", "cache-control": "no-cache"},
+            events=events,
+            event_delay_s=self.stream_delay_s,
+        )
 
 
 def truncate_to_tokens(text: str, limit: int) -> str:
@@ -201,7 +241,7 @@ def truncate_to_tokens(text: str, limit: int) -> str:
     lo, hi = 0, len(words)
     while lo < hi:  # binary search: estimates grow with length
         mid = (lo + hi + 1) // 2
-        if estimate_tokens(" ".join(words[:mid])) <= limit:
+        if count_tokens(" ".join(words[:mid])) <= limit:
             lo = mid
         else:
             hi = mid - 1

@@ -11,35 +11,133 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportbot.language import detect_language
-from supportbot.session import content_text
+from supportbot.vocabulary import content_text, detect_language, find_customer_ids, find_emails, find_order_ids
 
-ORDER_WORDS = r"(?:orders?|order\s+(?:number|no\.?|id)|pedidos?|commandes?|bestellung(?:en)?|bestellnummer|ordine)"
-_ORDER_HASH = re.compile(r"#\s?(\d{4,10})\b")
-_ORDER_NEAR = re.compile(ORDER_WORDS + r"\W{0,3}(?:(?:number|no\.?|id|nº|n°|nummer|número|numero)\W{0,3})?"
-                         r"(\d{4,10})\b", re.IGNORECASE)
-_ORDER_WORD = re.compile(ORDER_WORDS, re.IGNORECASE)
-_FIVE = re.compile(r"(?<![\w#.-])(\d{5})(?![\w.-])")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_CUSTOMER_ID = re.compile(r"\b(C\d{4,8})\b")
-_FENCE = re.compile(r"```.*?```", re.DOTALL)
+# A code block the customer typed; bounded so an unclosed fence costs one scan, not one per backtick.
+_FENCE = re.compile(r"```[^`]{0,200000}```")
 
-REFUND = ("refund", "money back", "reimburse", "reembolso", "devolución del dinero", "devolucion del dinero",
-          "devuelvan el dinero", "remboursement", "rembourser", "rückerstattung", "erstattung", "geld zurück")
-POLICY = ("policy", "policies", "how do i", "how can i", "how long", "how to", "return", "warranty", "shipping cost",
-          "delivery cost", "password", "privacy", "payment", "pay with", "membership", "cancel an order",
-          "política", "politica", "cómo", "como puedo", "cuánto tarda", "garantía", "garantia", "devolver",
-          "devolución", "contraseña", "envío", "pago")
-ANGRY = ("angry", "furious", "ridiculous", "unacceptable", "worst", "terrible", "awful", "useless", "scam",
-         "fed up", "disgusting", "pathetic", "incompetent", "never again", "cancel my account", "what a joke",
-         "inaceptable", "ridículo", "ridiculo", "harto", "harta", "pésimo", "pesimo", "el peor", "estafa",
-         "enfadado", "enfadada", "furioso", "vergüenza", "cancelar mi cuenta")
-MILD = ("worried", "still", "yet", "again", "late", "disappointed", "supposed to", "annoyed", "frustrat",
-        "preocupad", "todavía", "todavia", "aún no", "tarde", "otra vez", "decepcionad")
-LEGAL = ("lawyer", "attorney", "sue ", "sue you", "legal action", "court", "chargeback", "small claims",
-         "abogado", "demanda", "denuncia", "consumo")
-HUMAN = ("human", "real person", "agent", "manager", "supervisor", "representative", "someone real",
-         "humano", "persona real", "agente", "gerente", "encargado")
+REFUND = (
+    "refund",
+    "money back",
+    "reimburse",
+    "reembolso",
+    "devolución del dinero",
+    "devolucion del dinero",
+    "devuelvan el dinero",
+    "remboursement",
+    "rembourser",
+    "rückerstattung",
+    "erstattung",
+    "geld zurück",
+)
+POLICY = (
+    "policy",
+    "policies",
+    "how do i",
+    "how can i",
+    "how long",
+    "how to",
+    "return",
+    "warranty",
+    "shipping cost",
+    "delivery cost",
+    "password",
+    "privacy",
+    "payment",
+    "pay with",
+    "membership",
+    "cancel an order",
+    "política",
+    "politica",
+    "cómo",
+    "como puedo",
+    "cuánto tarda",
+    "garantía",
+    "garantia",
+    "devolver",
+    "devolución",
+    "contraseña",
+    "envío",
+    "pago",
+)
+ANGRY = (
+    "angry",
+    "furious",
+    "ridiculous",
+    "unacceptable",
+    "worst",
+    "terrible",
+    "awful",
+    "useless",
+    "scam",
+    "fed up",
+    "disgusting",
+    "pathetic",
+    "incompetent",
+    "never again",
+    "cancel my account",
+    "what a joke",
+    "inaceptable",
+    "ridículo",
+    "ridiculo",
+    "harto",
+    "harta",
+    "pésimo",
+    "pesimo",
+    "el peor",
+    "estafa",
+    "enfadado",
+    "enfadada",
+    "furioso",
+    "vergüenza",
+    "cancelar mi cuenta",
+)
+MILD = (
+    "worried",
+    "still",
+    "yet",
+    "again",
+    "late",
+    "disappointed",
+    "supposed to",
+    "annoyed",
+    "frustrat",
+    "preocupad",
+    "todavía",
+    "todavia",
+    "aún no",
+    "tarde",
+    "otra vez",
+    "decepcionad",
+)
+LEGAL = (
+    "lawyer",
+    "attorney",
+    "sue ",
+    "sue you",
+    "legal action",
+    "court",
+    "chargeback",
+    "small claims",
+    "abogado",
+    "demanda",
+    "denuncia",
+    "consumo",
+)
+HUMAN = (
+    "human",
+    "real person",
+    "agent",
+    "manager",
+    "supervisor",
+    "representative",
+    "someone real",
+    "humano",
+    "persona real",
+    "agente",
+    "gerente",
+    "encargado",
+)
 POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "love", "gracias", "genial", "perfecto")
 GREETING = ("hello", "hi", "hey", "good morning", "good afternoon", "hola", "buenos días", "buenas")
 
@@ -102,25 +200,11 @@ class Facts:
         return "general"
 
 
-
-
 def images_of(content: Any) -> list[str]:
     """The image URLs in a message's content parts."""
     if not isinstance(content, list):
         return []
     return [p["image_url"]["url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
-
-
-def find_order_ids(text: str) -> list[str]:
-    """Order ids: ``#48291``, ``order 48291`` and 5-digit numbers near an order word."""
-    found = [(m.start(1), m.group(1)) for m in _ORDER_HASH.finditer(text)]
-    found += [(m.start(1), m.group(1)) for m in _ORDER_NEAR.finditer(text)]
-    for word in _ORDER_WORD.finditer(text):
-        start = max(0, word.start() - 60)
-        found += [(start + m.start(1), m.group(1)) for m in _FIVE.finditer(text[start: word.end() + 60])]
-    # In the order the customer wrote them; ids inside emails were removed by the caller.
-    found = [oid for _, oid in sorted(found)]
-    return list(dict.fromkeys(found))
 
 
 def _has(text: str, words: tuple[str, ...]) -> bool:
@@ -141,16 +225,19 @@ def analyse_turn(content: Any, earlier_user_texts: list[str] | None = None, logs
     lowered = text.lower()
     facts = Facts(text=text.strip(), images=images_of(content), logs=list(logs or ()))
     facts.language = detect_language(text) if text.strip() else "en"
-    facts.emails = list(dict.fromkeys(_EMAIL.findall(text)))
-    facts.customer_ids = list(dict.fromkeys(_CUSTOMER_ID.findall(text)))
-    facts.order_ids = find_order_ids(_EMAIL.sub(" ", text))
+    facts.emails = find_emails(text)
+    facts.customer_ids = find_customer_ids(text)
+    facts.order_ids = find_order_ids(text)
     for earlier in reversed(earlier_user_texts or []):
-        for oid in find_order_ids(_EMAIL.sub(" ", _FENCE.sub(" ", earlier))):
+        for oid in find_order_ids(_FENCE.sub(" ", earlier)):
             if oid not in facts.earlier_order_ids:
                 facts.earlier_order_ids.append(oid)
     facts.refund = _has(lowered, REFUND)
-    facts.policy = _has(lowered, POLICY) or (lowered.rstrip().endswith("?") and not facts.order_ids
-                                             and _has(lowered, ("how", "what", "can i", "cómo", "qué")))
+    facts.policy = _has(lowered, POLICY) or (
+        lowered.rstrip().endswith("?")
+        and not facts.order_ids
+        and _has(lowered, ("how", "what", "can i", "cómo", "qué"))
+    )
     facts.wants_human = _has(lowered, HUMAN)
     facts.legal = _has(lowered, LEGAL)
     strong = sum((_has(lowered, ANGRY), "!!" in text, _all_caps_words(text) >= 2))
@@ -178,8 +265,11 @@ def summary(facts: Facts) -> str:
         parts.append("asks for a human" if facts.wants_human else "frustrated customer")
     if not parts:
         words = facts.text.split()
-        return ("Customer says: " + " ".join(words[:16]) + ("…" if len(words) > 16 else "")) if words \
+        return (
+            ("Customer says: " + " ".join(words[:16]) + ("…" if len(words) > 16 else ""))
+            if words
             else "Customer message without text"
+        )
     return "Customer " + "; ".join(parts)
 
 
@@ -203,12 +293,24 @@ def ticket_hints(facts: Facts, results: Mapping[str, Any] | None = None) -> dict
     customer = {"id": customer_id, "email": email, "text": email or customer_id} if email or customer_id else None
     status = "escalated" if escalated else results.get("status") or "pending_customer"
     hints = {
-        "category": facts.category, "intent_summary": summary(facts), "sentiment": facts.sentiment,
-        "frustration": facts.frustration, "priority": facts.priority, "language": facts.language,
-        "order_ids": facts.order_ids or facts.earlier_order_ids, "order_id": (facts.order_ids or [None])[0],
-        "customer": customer, "customer_email": email, "email": email, "customer_id": customer_id,
-        "status": status, "escalation_ticket_id": escalation, "needs_human": escalated,
-        "next_steps": steps, "actions_taken": list(results.get("actions_taken", [])), "reason": summary(facts),
+        "category": facts.category,
+        "intent_summary": summary(facts),
+        "sentiment": facts.sentiment,
+        "frustration": facts.frustration,
+        "priority": facts.priority,
+        "language": facts.language,
+        "order_ids": facts.order_ids or facts.earlier_order_ids,
+        "order_id": (facts.order_ids or [None])[0],
+        "customer": customer,
+        "customer_email": email,
+        "email": email,
+        "customer_id": customer_id,
+        "status": status,
+        "escalation_ticket_id": escalation,
+        "needs_human": escalated,
+        "next_steps": steps,
+        "actions_taken": list(results.get("actions_taken", [])),
+        "reason": summary(facts),
     }
     if results.get("ticket_id"):
         hints["ticket_id"] = results["ticket_id"]

@@ -16,10 +16,10 @@ from supportbot.engine import answers
 from supportbot.engine.answers import ToolOutcome
 from supportbot.engine.attachments import analyse_log, describe_image, find_logs
 from supportbot.engine.facts import Facts, analyse_turn, ticket_hints
-from supportbot.session import content_text
 from supportbot.engine.protocol import ToolCall
 from supportbot.engine.schema_fill import fill_schema
 from supportbot.engine.structured import json_content
+from supportbot.vocabulary import content_text
 
 
 @dataclass
@@ -52,14 +52,15 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
     facts = analyse_turn(content, earlier, logs)
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     outcomes: list[ToolOutcome] = []
-    for msg in messages[last_user + 1:]:
+    for msg in messages[last_user + 1 :]:
         for call in msg.get("tool_calls") or ():
             fn = call.get("function", {})
             calls[call.get("id", "")] = (fn.get("name", ""), _loads(fn.get("arguments")))
         if msg.get("role") == "tool":
             name, args = calls.get(msg.get("tool_call_id", ""), ("unknown", {}))
-            outcomes.append(ToolOutcome(name, args, answers.parse_result(content_text(msg.get("content"))
-                                                                         or msg.get("content"))))
+            outcomes.append(
+                ToolOutcome(name, args, answers.parse_result(content_text(msg.get("content")) or msg.get("content")))
+            )
     return Turn(facts, outcomes, awaiting_user=last_user == len(messages) - 1)
 
 
@@ -97,10 +98,16 @@ def plan_calls(facts: Facts, offered: Mapping[str, Mapping[str, Any]]) -> list[T
     if facts.policy and not facts.refund:
         wanted.append(("search_knowledge_base", {"query": " ".join(facts.text.split())[:200], "top_k": 3}))
     if facts.escalate:
-        reason = "Legal threat: " if facts.legal else "Customer asked for a human: " if facts.wants_human \
+        reason = (
+            "Legal threat: "
+            if facts.legal
+            else "Customer asked for a human: "
+            if facts.wants_human
             else "Frustrated customer: "
-        wanted.append(("escalate_to_human", {"reason": reason + " ".join(facts.text.split())[:200],
-                                             "priority": facts.priority}))
+        )
+        wanted.append(
+            ("escalate_to_human", {"reason": reason + " ".join(facts.text.split())[:200], "priority": facts.priority})
+        )
     if "update_ticket" in offered:
         hints = ticket_hints(facts)
         if hints["category"] not in TICKET_CATEGORIES:
@@ -117,8 +124,9 @@ def fit_arguments(args: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     return value if isinstance(value, dict) else dict(args)
 
 
-def apply_tool_choice(calls: list[ToolCall], choice: Any, facts: Facts,
-                      offered: Mapping[str, Mapping[str, Any]]) -> list[ToolCall]:
+def apply_tool_choice(
+    calls: list[ToolCall], choice: Any, facts: Facts, offered: Mapping[str, Mapping[str, Any]]
+) -> list[ToolCall]:
     """Honour ``required`` and a named function the way the API promises."""
     if isinstance(choice, dict):
         name = choice["function"]["name"]

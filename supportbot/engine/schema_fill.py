@@ -160,8 +160,7 @@ class SchemaFiller:
     def _array(self, schema: Mapping[str, Any], hint: Any, scope: Mapping[str, Any], depth: int) -> list:
         items = schema.get("items") or {}
         lo, hi = schema.get("minItems", 0), schema.get("maxItems")
-        values = list(hint) if isinstance(hint, (list, tuple)) else [] if hint is _MISSING or hint is None \
-            else [hint]
+        values = list(hint) if isinstance(hint, (list, tuple)) else [] if hint is _MISSING or hint is None else [hint]
         out = [self.value(items, v, scope, depth + 1) for v in values if fits(self.resolve(items), v)]
         while len(out) < lo:
             out.append(self.value(items, _MISSING, scope, depth + 1))
@@ -176,12 +175,16 @@ class SchemaFiller:
     def _allows_null(self, schema: Mapping[str, Any]) -> bool:
         kinds = schema.get("type")
         options = schema.get("anyOf") or schema.get("oneOf") or ()
-        return kinds == "null" or (isinstance(kinds, list) and "null" in kinds) or \
-            any(self.resolve(o).get("type") == "null" for o in options)
+        return (
+            kinds == "null"
+            or (isinstance(kinds, list) and "null" in kinds)
+            or any(self.resolve(o).get("type") == "null" for o in options)
+        )
 
     def _plain_default(self, schema: Mapping[str, Any]) -> Any:
-        return {"object": {}, "array": []}.get(schema.get("type"), scalar(schema.get("type", "string"),
-                                                                           schema, _MISSING))
+        return {"object": {}, "array": []}.get(
+            schema.get("type"), scalar(schema.get("type", "string"), schema, _MISSING)
+        )
 
 
 def fill_schema(schema: Mapping[str, Any], hints: Mapping[str, Any]) -> Any:
@@ -264,9 +267,13 @@ def scalar(kind: str, schema: Mapping[str, Any], hint: Any) -> Any:
     elif isinstance(schema.get("default"), str):
         text = schema["default"]
     else:
-        text = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "email": "unknown@example.com",
-                "uri": "https://example.com/", "uuid": "00000000-0000-0000-0000-000000000000"}.get(
-            schema.get("format", ""), "")
+        text = {
+            "date-time": "1970-01-01T00:00:00Z",
+            "date": "1970-01-01",
+            "email": "unknown@example.com",
+            "uri": "https://example.com/",
+            "uuid": "00000000-0000-0000-0000-000000000000",
+        }.get(schema.get("format", ""), "")
     lo, hi = schema.get("minLength", 0), schema.get("maxLength")
     if len(text) < lo:
         text = text + "-" * (lo - len(text)) if text else "n/a".ljust(lo, "-")

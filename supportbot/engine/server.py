@@ -66,8 +66,9 @@ def start_server(engine: OfflineEngine, host: str = "127.0.0.1", port: int = 0) 
     """Serve ``engine`` on ``host:port`` in a daemon thread; returns once it accepts connections."""
     sock = bind(host, port)
     server = make_server(engine)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name=f"offline-engine-{sock.getsockname()[1]}")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"offline-engine-{sock.getsockname()[1]}"
+    )
     thread.start()
     running = RunningServer(host, sock.getsockname()[1], server, thread, engine)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -15,8 +15,8 @@ from typing import Any
 
 from supportbot.engine import answers
 from supportbot.engine.facts import analyse_turn, ticket_hints
-from supportbot.session import content_text
 from supportbot.engine.schema_fill import fill_schema
+from supportbot.vocabulary import content_text
 
 _SPEAKER = re.compile(r"^(user|assistant|system|tool)\b:?\s?(.*)$", re.IGNORECASE)
 _TOOL_LINE = re.compile(r"^tool (\w+)\((.*)\) -> (.*)$")
@@ -48,8 +48,11 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     users: list[str] = []
     assistants: list[str] = []
     tools: list[tuple[str, dict, Any]] = []
-    results_by_id: dict[str, Any] = {m.get("tool_call_id", ""): answers.parse_result(content_text(m.get("content")))
-                                     for m in messages if m.get("role") == "tool"}
+    results_by_id: dict[str, Any] = {
+        m.get("tool_call_id", ""): answers.parse_result(content_text(m.get("content")))
+        for m in messages
+        if m.get("role") == "tool"
+    }
     for msg in messages:
         text = content_text(msg.get("content"))
         if msg.get("role") == "user":
@@ -64,8 +67,9 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for call in msg.get("tool_calls") or ():
                 fn = call.get("function", {})
                 args = answers.parse_result(fn.get("arguments") or "{}")
-                tools.append((fn.get("name", ""), args if isinstance(args, dict) else {},
-                              results_by_id.get(call.get("id", ""))))
+                tools.append(
+                    (fn.get("name", ""), args if isinstance(args, dict) else {}, results_by_id.get(call.get("id", "")))
+                )
     facts = analyse_turn("\n".join(users[-1:]) or "", users[:-1])
     whole = analyse_turn("\n".join(users))
     # Mood and language follow the latest customer turn; ids and intents come from all of them.
@@ -74,8 +78,14 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for name, args, result in tools:
         error = isinstance(result, dict) and bool(result.get("error"))
         line = answers.render_outcome(answers.ToolOutcome(name, args, result), "en") or f"{name} done"
-        actions.append({"tool": name, "ok": not error, "outcome": line.splitlines()[0][:200],
-                        "text": f"{name}: {line.splitlines()[0][:160]}"})
+        actions.append(
+            {
+                "tool": name,
+                "ok": not error,
+                "outcome": line.splitlines()[0][:200],
+                "text": f"{name}: {line.splitlines()[0][:160]}",
+            }
+        )
         if name == "escalate_to_human" and isinstance(result, dict) and result.get("ticket_id"):
             escalation = result["ticket_id"]
         if name == "request_refund":
@@ -84,9 +94,12 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     status = "pending_customer" if (not last or (last.endswith("?") and not _COURTESY.search(last))) else "resolved"
     system = "\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     ticket = _TICKET_ID.search(system)
-    ticket_id = ticket.group(1) if ticket else "TCK-" + hashlib.sha256("\n".join(users).encode()).hexdigest()[:8].upper()
-    return ticket_hints(whole, {"escalation_ticket_id": escalation, "actions_taken": actions,
-                                "status": status, "ticket_id": ticket_id})
+    ticket_id = (
+        ticket.group(1) if ticket else "TCK-" + hashlib.sha256("\n".join(users).encode()).hexdigest()[:8].upper()
+    )
+    return ticket_hints(
+        whole, {"escalation_ticket_id": escalation, "actions_taken": actions, "status": status, "ticket_id": ticket_id}
+    )
 
 
 def schema_in_prompt(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:

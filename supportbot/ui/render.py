@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,31 @@ def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
     body = "**Arguments**\n" + _json_block(call["arguments"]) + "\n**" + ("Result" if ok else "Error") + "**\n"
     body += _json_block(call["result"]) if ok else f"> {call['error']}"
     title = f"🔧 {call['name']}" if ok else f"⚠️ {call['name']} failed"
-    return {"role": "assistant", "content": body,
-            "metadata": {"title": title, "status": "done", "duration": round(call["duration_ms"] / 1000, 3), "log": _short(call["arguments"], 60)}}
+    return {
+        "role": "assistant",
+        "content": body,
+        "metadata": {
+            "title": title,
+            "status": "done",
+            "duration": round(call["duration_ms"] / 1000, 3),
+            "log": _short(call["arguments"], 60),
+        },
+    }
+
+
+# Rendered pieces that never change once made (a finished tool call's step and row), so a redraw
+# during streaming does not re-serialise every earlier call. Keyed weakly by the session object:
+# an entry lives exactly as long as its session, and no session can see another's.
+_RENDERED: weakref.WeakKeyDictionary[Session, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _cached(session: Session, kind: str, call: dict[str, Any], make: Any) -> Any:
-    """``make(call)`` once per finished call and kind; the cache lives in the session."""
+    """``make(call)`` once per finished call and kind of rendering."""
+    cache = _RENDERED.setdefault(session, {})
     key = f"{kind}:{call['turn']}:{call['call_id']}"
-    if key not in session.render_cache:
-        session.render_cache[key] = make(call)
-    return session.render_cache[key]
+    if key not in cache:
+        cache[key] = make(call)
+    return cache[key]
 
 
 def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,7 +77,12 @@ def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": f"🖼️ *{att['filename']}* ({att['width']}×{att['height']})"})
         else:
             extra = " — reduced to fit" if att.get("reduced") else ""
-            out.append({"role": "user", "content": f"📄 *{att['filename']}* — {att['lines']:,} lines, ~{att['est_tokens']:,} tokens{extra}"})
+            out.append(
+                {
+                    "role": "user",
+                    "content": f"📄 *{att['filename']}* — {att['lines']:,} lines, ~{att['est_tokens']:,} tokens{extra}",
+                }
+            )
     return out or [{"role": "user", "content": "(empty)"}]
 
 
@@ -80,17 +101,33 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
             out.extend(_user_bubble(msg))
             if mode == "all" and turn in routes:
                 r = routes[turn]
-                out.append({"role": "assistant", "content": r["reason"],
-                            "metadata": {"title": f"🧭 Routed to {r['model']} ({r['category'].replace('_', ' ')})", "status": "done"}})
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": r["reason"],
+                        "metadata": {
+                            "title": f"🧭 Routed to {r['model']} ({r['category'].replace('_', ' ')})",
+                            "status": "done",
+                        },
+                    }
+                )
             if mode != "hidden":
                 out.extend(_cached(session, "step", c, _tool_step) for c in calls.get(turn, []))
             if live is not None and live.turn == turn:
                 if mode != "hidden":
-                    out.extend({"role": "assistant", "content": "Running…", "metadata": {"title": f"🔧 {name}", "status": "pending", "log": _short(args, 60)}}
-                               for name, args in live.pending.values())
+                    out.extend(
+                        {
+                            "role": "assistant",
+                            "content": "Running…",
+                            "metadata": {"title": f"🔧 {name}", "status": "pending", "log": _short(args, 60)},
+                        }
+                        for name, args in live.pending.values()
+                    )
         elif msg["role"] == "notice":
             if mode == "all":
-                out.append({"role": "assistant", "content": msg["content"], "metadata": {"title": "ℹ️ Note", "status": "done"}})
+                out.append(
+                    {"role": "assistant", "content": msg["content"], "metadata": {"title": "ℹ️ Note", "status": "done"}}
+                )
         elif msg["role"] == "assistant":
             answered.add(turn)
             content = msg.get("content") or ""
@@ -113,8 +150,9 @@ def context_meter(session: Session) -> str:
     pct = min(100.0, 100.0 * used / window)
     tone = "ok" if pct < 70 else "warn" if pct < 95 else "full"
     return (
-        f'<div class="sb-meter sb-{tone}" title="Estimated prompt tokens (with safety margin) against the context window">'
-        f'<span>Context ~{used:,} / {window:,} tokens · {html.escape(r["model"])}</span>'
+        f'<div class="sb-meter sb-{tone}" '
+        'title="Estimated prompt tokens (with safety margin) against the context window">'
+        f"<span>Context ~{used:,} / {window:,} tokens · {html.escape(r['model'])}</span>"
         f'<div class="sb-bar"><div style="width:{pct:.1f}%"></div></div></div>'
     )
 
@@ -142,10 +180,15 @@ def ticket_chips(ticket: dict[str, Any], error: str | None = None) -> str:
             value = str(ticket.get(key, "?"))
             parts.append((key, value, CHIP_TONES[key].get(value, "gray")))
         if ticket.get("frustration"):
-            parts.append(("frustration", f"{ticket['frustration']}/3", "red" if ticket["frustration"] >= 2 else "orange"))
+            parts.append(
+                ("frustration", f"{ticket['frustration']}/3", "red" if ticket["frustration"] >= 2 else "orange")
+            )
         if ticket.get("escalation_ticket_id"):
             parts.append(("escalation", ticket["escalation_ticket_id"], "orange"))
-        chips = "".join(f'<span class="sb-chip {tone}"><b>{k}</b> {html.escape(str(v).replace("_", " "))}</span>' for k, v, tone in parts)
+        chips = "".join(
+            f'<span class="sb-chip {tone}"><b>{k}</b> {html.escape(str(v).replace("_", " "))}</span>'
+            for k, v, tone in parts
+        )
     if error:
         chips += f'<div class="sb-error">⚠️ Ticket extraction failed: {html.escape(error)}</div>'
     return f'<div class="sb-chips">{chips}</div>'
@@ -163,16 +206,19 @@ def tools_html(session: Session) -> str:
     return '<div class="sb-rows">' + "".join(rows) + "</div>"
 
 
+_ROW_KEYS = ("name", "arguments", "ok", "result", "error", "duration_ms", "call_id", "turn")
+
+
 def _tool_row(c: dict[str, Any]) -> str:
     ok = c["ok"]
     outcome = _short(c["result"], 70) if ok else _short(c["error"] or "", 70)
     return (
         f'<details class="sb-row {"sb-ok" if ok else "sb-fail"}"><summary>'
         f'<span class="sb-status">{"✓" if ok else "✗"}</span><b>{html.escape(c["name"])}</b>'
-        f'<code>{html.escape(_short(c["arguments"], 48))}</code>'
+        f"<code>{html.escape(_short(c['arguments'], 48))}</code>"
         f'<span class="sb-ms">{c["duration_ms"]:.1f} ms · turn {c["turn"]}</span>'
         f'<div class="sb-outcome">{html.escape(outcome)}</div></summary>'
-        f'{_pre({k: c[k] for k in ("name", "arguments", "ok", "result", "error", "duration_ms", "call_id", "turn") if k in c})}</details>'
+        f"{_pre({k: c[k] for k in _ROW_KEYS if k in c})}</details>"
     )
 
 
@@ -182,10 +228,16 @@ def routes_html(session: Session) -> str:
         return '<div class="sb-empty">Each turn\'s model and the reason it was chosen appear here.</div>'
     rows = []
     for r in reversed(session.routes):
-        switched = f' <span class="sb-chip orange">switched from {html.escape(r["switched_from"])}</span>' if r.get("switched_from") else ""
+        switched = (
+            f' <span class="sb-chip orange">switched from {html.escape(r["switched_from"])}</span>'
+            if r.get("switched_from")
+            else ""
+        )
+        category = r["category"].replace("_", " ")
         rows.append(
-            f'<div class="sb-row sb-route"><div><span class="sb-chip purple">{html.escape(r["category"].replace("_", " "))}</span> '
-            f'<b>{html.escape(r["model"])}</b>{switched}<span class="sb-ms">turn {r["turn"]} · ~{r["est_tokens"]:,} / {r["context_window"]:,} tokens</span></div>'
+            f'<div class="sb-row sb-route"><div><span class="sb-chip purple">{html.escape(category)}</span> '
+            f'<b>{html.escape(r["model"])}</b>{switched}<span class="sb-ms">turn {r["turn"]} · '
+            f"~{r['est_tokens']:,} / {r['context_window']:,} tokens</span></div>"
             f'<div class="sb-outcome">{html.escape(r["reason"])}</div></div>'
         )
     return '<div class="sb-rows">' + "".join(rows) + "</div>"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import pandas as pd
 
@@ -20,7 +19,9 @@ def headers(pricing: Pricing) -> list[str]:
 
 def empty_plot() -> pd.DataFrame:
     """An empty frame with the plot's columns."""
-    return pd.DataFrame({"turn": pd.Series(dtype="int"), "usd": pd.Series(dtype="float"), "pricing": pd.Series(dtype="str")})
+    return pd.DataFrame(
+        {"turn": pd.Series(dtype="int"), "usd": pd.Series(dtype="float"), "pricing": pd.Series(dtype="str")}
+    )
 
 
 def _money(value: float | None) -> str:
@@ -40,18 +41,32 @@ def render(session: Session, pricing: Pricing, plan: str) -> tuple[str, pd.DataF
             ttft[rec["turn"]] = rec["ttft_ms"]
     providers = list(pricing.providers)
     rows = [
-        [r.turn, r.requests, r.prompt_tokens, r.completion_tokens, round(latency.get(r.turn, 0.0)), _round(ttft.get(r.turn)), _money(r.flat_cost),
-         *(_money(r.token_costs.get(p)) for p in providers)]
+        [
+            r.turn,
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            round(latency.get(r.turn, 0.0)),
+            _round(ttft.get(r.turn)),
+            _money(r.flat_cost),
+            *(_money(r.token_costs.get(p)) for p in providers),
+        ]
         for r in reversed(summary.rows)
     ]
     head = "<tr><th>pricing</th><th>total</th><th>vs flat</th></tr>"
-    body = [f"<tr><td>Oxlo {html.escape(summary.plan)} (flat, {_money(summary.flat_per_request)}/request)</td><td>{_money(summary.flat_cost)}</td><td>1.0×</td></tr>"]
+    body = [
+        f"<tr><td>Oxlo {html.escape(summary.plan)} (flat, {_money(summary.flat_per_request)}/request)</td>"
+        f"<td>{_money(summary.flat_cost)}</td><td>1.0×</td></tr>"
+    ]
     for p in providers:
         ratio = summary.ratio.get(p)
         why = summary.why_missing(p)
         cell = f"{ratio:.1f}×" if ratio is not None else "n/a"
         title = f' title="{html.escape(why)}"' if why else ""
-        body.append(f"<tr{title}><td>{html.escape(pricing.providers[p].name)} (tokens)</td><td>{_money(summary.token_costs.get(p))}</td><td>{cell}</td></tr>")
+        body.append(
+            f"<tr{title}><td>{html.escape(pricing.providers[p].name)} (tokens)</td>"
+            f"<td>{_money(summary.token_costs.get(p))}</td><td>{cell}</td></tr>"
+        )
     lines = [
         f"<b>{summary.requests}</b> requests · <b>{summary.prompt_tokens + summary.completion_tokens:,}</b> tokens "
         f"({summary.prompt_tokens:,} in, {summary.completion_tokens:,} out)"
@@ -59,17 +74,27 @@ def render(session: Session, pricing: Pricing, plan: str) -> tuple[str, pd.DataF
         f"<table>{head}{''.join(body)}</table>",
     ]
     if summary.over_cap:
-        lines.append(f"<div class='sb-warnline'>⚠️ {summary.over_cap} request(s) went over the {html.escape(summary.plan)} plan's published per-request token cap.</div>")
+        lines.append(
+            f"<div class='sb-warnline'>⚠️ {summary.over_cap} request(s) went over the {html.escape(summary.plan)} "
+            "plan's published per-request token cap.</div>"
+        )
     missing = [summary.why_missing(p) for p in providers if summary.why_missing(p)]
     if missing:
         lines.append("<div class='sb-sub'>" + " ".join(html.escape(m) for m in missing) + "</div>")
     if summary.unverified:
-        lines.append("<div class='sb-sub'>Some prices are unverified placeholders: see assets/pricing.json (each figure has a source and date).</div>")
+        lines.append(
+            "<div class='sb-sub'>Some prices are unverified placeholders: see assets/pricing.json (each figure has "
+            "a source and date).</div>"
+        )
     series = cumulative_series(summary)
     # Every line starts at turn 0 with nothing spent, so even one turn draws a visible segment.
     points = [{"turn": 0, "usd": 0.0, "pricing": f"Oxlo {summary.plan} (flat)"}] if series else []
     if series:
-        points += [{"turn": 0, "usd": 0.0, "pricing": pricing.providers[p].name} for p, v in series[0][2].items() if v is not None]
+        points += [
+            {"turn": 0, "usd": 0.0, "pricing": pricing.providers[p].name}
+            for p, v in series[0][2].items()
+            if v is not None
+        ]
     for turn, flat, token in series:
         points.append({"turn": turn, "usd": flat, "pricing": f"Oxlo {summary.plan} (flat)"})
         for p, value in token.items():
@@ -79,7 +104,11 @@ def render(session: Session, pricing: Pricing, plan: str) -> tuple[str, pd.DataF
     if rows:
         cols = headers(pricing)
         table = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-        lines.append("<b>Per turn</b> (newest first)<div class='sb-scroll'><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + f"</tr>{table}</table></div>")
+        lines.append(
+            "<b>Per turn</b> (newest first)<div class='sb-scroll'><table><tr>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+            + f"</tr>{table}</table></div>"
+        )
     return "".join(f"<div>{line}</div>" for line in lines), frame
 
 

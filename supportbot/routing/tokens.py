@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from supportbot.vocabulary import CHARS_PER_TOKEN
+
 TextKind = Literal["prose", "log", "code", "auto"]
 
-CHARS_PER_TOKEN: dict[str, float] = {"prose": 4.0, "code": 3.0, "log": 2.0}
 # Chat templates wrap each message in role markers and separators.
 MESSAGE_OVERHEAD = 4
 # A downscaled screenshot costs about this much for the vision models we route to

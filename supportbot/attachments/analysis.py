@@ -3,7 +3,7 @@
 ``level_of``, ``timestamp_of`` and ``template_of`` understand plain, syslog, Apache,
 JSON (pino, logstash) and Java/Python-trace logs. ``analyse`` counts levels and error
 templates over any stream of lines and ``render_analysis`` turns the result into
-markdown. ``supportbot.logreduce`` uses the same line rules to decide what it keeps.
+markdown. ``supportbot.attachments.reduce`` uses the same line rules to decide what it keeps.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ def timestamp_of(line: str) -> str | None:
 def is_important(line: str) -> bool:
     """True for lines reduce_log always keeps: errors, warnings and stack-trace starts."""
     return level_of(line) in ("ERROR", "FATAL", "WARN") or bool(_TRACE_START.match(line))
-
 
 
 def looks_like_access_log(text: str) -> bool:

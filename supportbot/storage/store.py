@@ -2,7 +2,7 @@
 
 One connection in WAL mode, shared by asyncio handlers and worker threads behind a
 re-entrant lock. The demo data under ``assets/demo`` is validated (see
-``supportbot.demo_data``) and seeded on first use; dates in it are day offsets from
+``supportbot.storage.demo_data``) and seeded on first use; dates in it are day offsets from
 the seeding day so the demo stays fresh.
 Other modules may keep their own tables in the same file via ``execute`` and
 ``transaction``.
@@ -21,38 +21,21 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from supportbot.demo_data import (
-    CustomerEntry,
-    ItemEntry,
-    KbEntry,
-    OrderEntry,
-    Policy,
-    load_policy,
-    read_entries,
-    read_kb,
-)
+from supportbot.config import ASSETS_DIR
 from supportbot.errors import CatalogError
+from supportbot.storage.demo_data import CustomerEntry, OrderEntry, load_policy, read_entries, read_kb
 
-# Policy and the entry models moved to supportbot.demo_data; they stay importable from here.
-__all__ = [
-    "DEFAULT_ASSETS",
-    "KB_CATEGORIES",
-    "ORDER_STATUSES",
-    "CustomerEntry",
-    "ItemEntry",
-    "KbEntry",
-    "OrderEntry",
-    "Policy",
-    "Store",
-    "fts_query",
-    "load_policy",
-    "normalize_order_id",
-]
-
-DEFAULT_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_ASSETS = ASSETS_DIR
 ORDER_STATUSES = ("processing", "shipped", "delivered", "delayed", "cancelled", "refunded")
 KB_CATEGORIES = (
-    "shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting",
+    "shipping",
+    "returns",
+    "refunds",
+    "warranty",
+    "account",
+    "payments",
+    "privacy",
+    "troubleshooting",
 )
 # Dropped from KB queries: they match every article and only dilute bm25 ranking.
 _STOPWORDS = frozenset(
@@ -191,7 +174,9 @@ class Store:
             known = {c.id for c in customers}
             for i, order in enumerate(orders):
                 if order.customer_id not in known:
-                    raise CatalogError(f"orders.json[{i}] (order {order.id})", f"customer_id: unknown customer {order.customer_id}")
+                    raise CatalogError(
+                        f"orders.json[{i}] (order {order.id})", f"customer_id: unknown customer {order.customer_id}"
+                    )
             today = self.today
 
             def ago(days: int | None) -> str | None:
@@ -205,11 +190,21 @@ class Store:
                 "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        o.id, o.customer_id, o.status, o.status_detail, ago(o.ordered_days_ago),
-                        ago(o.shipped_days_ago), None if o.eta_days is None else ago(-o.eta_days),
-                        ago(o.delivered_days_ago), ago(o.cancelled_days_ago), ago(o.refunded_days_ago),
-                        o.carrier, o.tracking_number, json.dumps([i.model_dump() for i in o.items]),
-                        o.total, o.currency,
+                        o.id,
+                        o.customer_id,
+                        o.status,
+                        o.status_detail,
+                        ago(o.ordered_days_ago),
+                        ago(o.shipped_days_ago),
+                        None if o.eta_days is None else ago(-o.eta_days),
+                        ago(o.delivered_days_ago),
+                        ago(o.cancelled_days_ago),
+                        ago(o.refunded_days_ago),
+                        o.carrier,
+                        o.tracking_number,
+                        json.dumps([i.model_dump() for i in o.items]),
+                        o.total,
+                        o.currency,
                     )
                     for o in orders
                 ],
@@ -303,8 +298,14 @@ class Store:
                 )
             refund_id = cur.lastrowid
         return {
-            "refund_id": refund_id, "order_id": oid, "reason": reason, "outcome": outcome, "amount": amount,
-            "currency": order["currency"], "explanation": explanation, "created_at": created,
+            "refund_id": refund_id,
+            "order_id": oid,
+            "reason": reason,
+            "outcome": outcome,
+            "amount": amount,
+            "currency": order["currency"],
+            "explanation": explanation,
+            "created_at": created,
         }
 
     def refunds_for_order(self, order_id: str) -> list[dict[str, Any]]:

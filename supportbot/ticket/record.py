@@ -1,13 +1,9 @@
-"""The structured support ticket: its schema, inline building, and extraction by the model.
+"""The structured support ticket: its schema, and building it inline from what happened.
 
-Two modes fill the same :class:`Ticket`:
-
-* inline (no extra request): tool facts, the ``update_ticket`` tool's fields and
-  deterministic heuristics over the transcript (``supportbot.ticket_rules``).
-  Precedence: tool facts win over model-set fields, which win over heuristics.
-* extraction (one extra request, two at most): the model fills the schema through
-  ``response_format``; invalid output gets one repair attempt, then an error the
-  panel can show. Never raises for model or API failures: the chat goes on.
+Inline building makes no request: tool facts, the ``update_ticket`` tool's fields and
+deterministic heuristics over the transcript (``supportbot.ticket.rules``). Precedence: tool
+facts win over model-set fields, which win over heuristics. Extraction by the model fills
+the same :class:`Ticket` (``supportbot.ticket.extraction``).
 """
 
 from __future__ import annotations
@@ -15,27 +11,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supportbot.catalog import ModelInfo
-from supportbot.events import UsageRecord
-from supportbot.language import detect_language
-from supportbot.config import redact
-from supportbot.session import content_text
-from supportbot.ticket_rules import (
-    EMAIL_RE,
-    ORDER_RE,
-    Category,
-    Priority,
-    Sentiment,
-    Status,
+from supportbot.ticket.rules import (
     category_of,
     frustration_of,
     priority_of,
@@ -44,7 +26,7 @@ from supportbot.ticket_rules import (
     summary_of,
     user_texts,
 )
-from supportbot.tokens import estimate_messages, estimate_tokens
+from supportbot.vocabulary import Category, Priority, Sentiment, Status, detect_language, find_emails, find_order_ids
 
 
 class Customer(BaseModel):
@@ -149,7 +131,9 @@ def _outcome(name: str, args: dict[str, Any], result: dict[str, Any], call: Mapp
     if name == "request_refund":
         state = result.get("outcome") or result.get("status") or "requested"
         amount = result.get("amount")
-        return f"refund for order {oid}: {state}" + (f" ({amount} {result.get('currency', '')})".rstrip() if amount else "")
+        return f"refund for order {oid}: {state}" + (
+            f" ({amount} {result.get('currency', '')})".rstrip() if amount else ""
+        )
     if name == "escalate_to_human":
         pos = result.get("queue_position")
         return f"escalated as {result.get('ticket_id')}" + (f" (queue position {pos})" if pos is not None else "")
@@ -169,15 +153,21 @@ class _Facts:
     tool_names: list[str] = field(default_factory=list)
 
 
-def _tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
+def tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
     facts = _Facts()
     for call in tool_calls:
         name = str(call.get("name", ""))
         args, result = _as_dict(call.get("arguments")), _as_dict(call.get("result"))
         facts.tool_names.append(name)
-        facts.actions.append(Action(tool=name, ok=bool(call.get("ok", True)), outcome=_outcome(name, args, result, call)))
+        facts.actions.append(
+            Action(tool=name, ok=bool(call.get("ok", True)), outcome=_outcome(name, args, result, call))
+        )
         if name in ("check_order_status", "request_refund"):
-            for oid in (args.get("order_id"), result.get("order_id"), result.get("id") if call.get("ok", True) else None):
+            for oid in (
+                args.get("order_id"),
+                result.get("order_id"),
+                result.get("id") if call.get("ok", True) else None,
+            ):
                 if oid and str(oid).lstrip("#") not in facts.order_ids:
                     facts.order_ids.append(str(oid).lstrip("#"))
         if name == "lookup_customer" and call.get("ok", True):
@@ -198,7 +188,7 @@ def _merge_unique(*lists: list[Any]) -> list[Any]:
     return out
 
 
-def _apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: Ticket | None) -> Ticket:
+def apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: Ticket | None) -> Ticket:
     """Tool facts overwrite whatever the model or the heuristics said."""
     prev_orders = previous.order_ids if previous else []
     escalation = facts.escalation_id or (previous.escalation_ticket_id if previous else None) or None
@@ -232,11 +222,11 @@ def build_inline(
     previous: Ticket | None = None,
 ) -> Ticket:
     """Build the ticket without a request: tool facts > update_ticket fields > heuristics."""
-    facts = _tool_facts(tool_calls)
+    facts = tool_facts(tool_calls)
     users = user_texts(messages)
     all_user = "\n".join(users)
-    order_ids = _merge_unique(facts.order_ids, ORDER_RE.findall(all_user))
-    emails = EMAIL_RE.findall(all_user)
+    order_ids = _merge_unique(facts.order_ids, *(find_order_ids(text) for text in users))
+    emails = [email for text in users for email in find_emails(text)]
     frustration = frustration_of(messages)
     category = category_of(all_user, facts.tool_names)
     escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
@@ -263,7 +253,7 @@ def build_inline(
                 ticket = Ticket.model_validate(ticket.model_dump() | {name: ticket_fields[name]})
             except ValidationError:
                 continue
-    return _apply_facts(ticket, facts, conversation_id, previous)
+    return apply_facts(ticket, facts, conversation_id, previous)
 
 
 def _next_steps(status: str, facts: _Facts) -> list[str]:
@@ -272,121 +262,3 @@ def _next_steps(status: str, facts: _Facts) -> list[str]:
     if status == "pending_customer":
         return ["Wait for the customer's reply"]
     return []
-
-
-# ---------------------------------------------------------------- extraction mode
-
-
-@dataclass
-class Extraction:
-    """The result of extraction mode: a ticket or an error, and every request it cost."""
-
-    ticket: Ticket | None
-    error: str | None
-    usage: list[UsageRecord] = field(default_factory=list)
-
-
-def _transcript(messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]]) -> str:
-    lines = [f"{m.get('role', '?')}: {content_text(m.get('content'))}" for m in messages
-             if m.get("role") in ("user", "assistant") and content_text(m.get("content")).strip()]
-    for call in tool_calls:
-        args = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
-        result = json.dumps(call.get("result") if call.get("ok", True) else {"error": call.get("error")},
-                            ensure_ascii=False, default=str)
-        lines.append(f"tool {call.get('name')}({args}) -> {result}")
-    return "\n".join(lines)
-
-
-def extraction_messages(
-    *, conversation_id: str, messages: list[dict[str, Any]], tool_calls: list[dict[str, Any]], schema_in_prompt: bool
-) -> list[dict[str, Any]]:
-    """The extraction request's messages; the schema goes in the prompt only for JSON mode."""
-    system = [
-        "You turn a customer-support conversation into one support ticket.",
-        "Reply with a single JSON object and nothing else.",
-        f"Use ticket_id {ticket_id_for(conversation_id)!r}.",
-        "Order ids are digits only. frustration is 0 (none) to 3 (high).",
-        "status is escalated when escalate_to_human succeeded, pending_customer when the agent's last reply asks the customer something, else resolved.",
-    ]
-    if schema_in_prompt:
-        system += ["The object must match this JSON schema exactly:", json.dumps(ticket_json_schema())]
-    user = ["Conversation:", _transcript(messages, tool_calls)]
-    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
-
-
-def _parse(content: str | None) -> tuple[Ticket | None, str]:
-    text = (content or "").strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
-    text = fenced.group(1) if fenced else text  # JSON-mode models sometimes fence their reply
-    try:
-        return Ticket.model_validate_json(text), ""
-    except ValidationError as exc:
-        errs = exc.errors()[:5]
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in errs)
-        return None, detail
-
-
-async def _request(
-    client: openai.AsyncOpenAI, model: ModelInfo, req: list[dict[str, Any]], response_format: dict[str, Any],
-    max_tokens: int, purpose: Literal["ticket_extraction", "ticket_repair"], turn: int,
-) -> tuple[str, str | None, UsageRecord]:
-    start = time.perf_counter()
-    resp = await client.chat.completions.create(
-        model=model.id, messages=req, response_format=response_format, max_tokens=max_tokens  # type: ignore[arg-type]
-    )
-    latency = (time.perf_counter() - start) * 1000
-    choice = resp.choices[0] if resp.choices else None
-    content = choice.message.content if choice else None
-    if resp.usage is not None:
-        record = UsageRecord(model.id, purpose, resp.usage.prompt_tokens, resp.usage.completion_tokens, False, latency, turn=turn)
-    else:
-        record = UsageRecord(model.id, purpose, estimate_messages(req), estimate_tokens(content or ""), True, latency, turn=turn)
-    return content or "", choice.finish_reason if choice else None, record
-
-
-async def extract_ticket(
-    client: openai.AsyncOpenAI,
-    model: ModelInfo,
-    *,
-    conversation_id: str,
-    messages: list[dict[str, Any]],
-    tool_calls: list[dict[str, Any]],
-    max_tokens: int,
-    turn: int,
-) -> Extraction:
-    """Ask the model for the ticket (strict schema, or JSON mode), with one repair; never raises for API errors."""
-    strict = model.capabilities.json_schema
-    response_format: dict[str, Any] = (
-        {"type": "json_schema", "json_schema": {"name": "support_ticket", "schema": ticket_json_schema(), "strict": True}}
-        if strict else {"type": "json_object"}
-    )
-    req = extraction_messages(conversation_id=conversation_id, messages=messages, tool_calls=tool_calls,
-                              schema_in_prompt=not strict)
-    usage: list[UsageRecord] = []
-    facts = _tool_facts(tool_calls)
-    try:
-        content, finish, record = await _request(client, model, req, response_format, max_tokens, "ticket_extraction", turn)
-        usage.append(record)
-        ticket, problem = _parse(content)
-        if ticket is None:
-            if finish == "length":
-                problem += f" (the reply was cut off at max_tokens={max_tokens})"
-            repair = [
-                "Your reply was not a valid ticket.",
-                f"Validation errors: {problem}",
-                "Reply again with only the corrected JSON object.",
-            ]
-            req = req + [{"role": "assistant", "content": content}, {"role": "user", "content": "\n".join(repair)}]
-            content, finish, record = await _request(client, model, req, response_format, max_tokens, "ticket_repair", turn)
-            usage.append(record)
-            ticket, problem = _parse(content)
-            if ticket is None:
-                msg = f"Ticket extraction failed: {model.id} returned an invalid ticket twice (after one repair). Last error: {problem}"
-                return Extraction(None, msg, usage)
-    except openai.APIError as exc:
-        status = getattr(exc, "status_code", None)
-        where = f"HTTP {status}" if status else type(exc).__name__
-        # The message is the server's own text: it may echo the key the client sent.
-        detail = redact(exc.message, client.api_key)
-        return Extraction(None, f"Ticket extraction failed: the model service returned an error ({where}): {detail}", usage)
-    return Extraction(_apply_facts(ticket, facts, conversation_id, None), None, usage)

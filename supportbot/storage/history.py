@@ -27,14 +27,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from supportbot.errors import CatalogError, SupportbotError
-from supportbot.session import Session, content_text, new_conversation_id
+from supportbot.session import Session, new_conversation_id
+from supportbot.vocabulary import content_text
 
 FORMAT = "supportbot.conversation/1"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 # Keys dropped from anything we export, wherever they appear: a route or a tool
 # result must never carry a credential out of the app.
-SECRET_KEYS = frozenset({"api_key", "apikey", "oxlo_api_key", "openai_api_key", "authorization", "secret", "password",
-                         "settings"})
+SECRET_KEYS = frozenset(
+    {"api_key", "apikey", "oxlo_api_key", "openai_api_key", "authorization", "secret", "password", "settings"}
+)
 # Meaningful only on this server (where an upload sits on disk): never exported.
 SERVER_ONLY_KEYS = frozenset({"local_file"})
 _SCHEMA = (
@@ -99,7 +101,11 @@ def _strip_images(history: list[dict[str, Any]], messages: list[dict[str, Any]])
             if url.startswith("data:") and part.get("type") == "image_url":
                 meta = next(metas, {})
                 name = part.get("name") or meta.get("filename") or meta.get("name") or "image"
-                size = f"{meta['width']}x{meta['height']}" if meta.get("width") and meta.get("height") else _image_size(url)
+                size = (
+                    f"{meta['width']}x{meta['height']}"
+                    if meta.get("width") and meta.get("height")
+                    else _image_size(url)
+                )
                 parts.append({"type": "text", "text": f"[image: {name} {size}, not stored]"})
             else:
                 parts.append(part)
@@ -167,8 +173,10 @@ class History:
             cols = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
         if not {"id", "snapshot", "updated_at"} <= cols:
             self._db.close()
-            raise SupportbotError(f"{self.path}: a 'conversations' table with another layout exists "
-                                  f"(columns {sorted(cols)}); history.py owns that table")
+            raise SupportbotError(
+                f"{self.path}: a 'conversations' table with another layout exists "
+                f"(columns {sorted(cols)}); history.py owns that table"
+            )
         with self._lock, self._db:
             for stmt in _SCHEMA[1:]:
                 self._db.execute(stmt)
@@ -196,7 +204,11 @@ class History:
         """The saved session, or None when the id is unknown (or was purged)."""
         with self._lock:
             row = self._db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-        return _session_from(json.loads(row[0]), conversation_id) if row else None
+        if row is None:
+            return None
+        session = _session_from(json.loads(row[0]), conversation_id)
+        session.loaded = True  # shown as stored; its next turn continues under a new id
+        return session
 
     def record_ticket(self, conversation_id: str, ticket: dict[str, Any]) -> bool:
         """Append a ticket version when it differs from the last one; True when one was added."""
@@ -240,8 +252,9 @@ class History:
             "format": FORMAT,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "conversation": snapshot(session),
-            "ticket_versions": [{"version": v["version"], "ticket": v["ticket"]}
-                                for v in self.ticket_versions(session.conversation_id)],
+            "ticket_versions": [
+                {"version": v["version"], "ticket": v["ticket"]} for v in self.ticket_versions(session.conversation_id)
+            ],
         }
         return json.dumps(_scrub(doc), ensure_ascii=False, indent=2, default=str)
 
@@ -264,7 +277,9 @@ def import_json(text: str | bytes) -> Session:
         raise CatalogError("import", f"not a JSON file ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise CatalogError("import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found!r})")
+        raise CatalogError(
+            "import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found!r})"
+        )
     conv = doc.get("conversation")
     if not isinstance(conv, dict):
         raise CatalogError("import", "missing the 'conversation' object")
@@ -302,7 +317,8 @@ def _attachment_line(att: dict[str, Any]) -> str:
 
 
 def export_markdown(session: Session) -> str:
-    """A readable transcript: per turn the customer's text and attachments, route, tool calls, answer, usage; then the ticket."""
+    """A readable transcript: per turn the customer's text and attachments, route, tool calls, answer
+    and usage; then the ticket."""
     call_turns = _turn_of_calls(session)
     turns: dict[int, dict[str, list[Any]]] = {}
 
@@ -339,17 +355,33 @@ def export_markdown(session: Session) -> str:
             out += [f"**Route:** `{r.get('model')}` · {r.get('category')} · {r.get('reason')}", ""]
         for c in t["calls"]:
             mark = "ok" if c.get("ok") else f"failed: {c.get('error')}"
-            body = json.dumps(_scrub({"arguments": c.get("arguments"), "result": c.get("result")}),
-                              ensure_ascii=False, indent=2, default=str)
-            out += [f"<details><summary>Tool <code>{c.get('name')}</code> ({mark}, {c.get('duration_ms', 0):.0f} ms)</summary>",
-                    "", "```json", body, "```", "", "</details>", ""]
+            body = json.dumps(
+                _scrub({"arguments": c.get("arguments"), "result": c.get("result")}),
+                ensure_ascii=False,
+                indent=2,
+                default=str,
+            )
+            out += [
+                f"<details><summary>Tool <code>{c.get('name')}</code> "
+                f"({mark}, {c.get('duration_ms', 0):.0f} ms)</summary>",
+                "",
+                "```json",
+                body,
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
         for msg in t["answer"]:
             out += ["**Assistant:**", "", content_text(msg.get("content")), ""]
         if t["usage"]:
             prompt = sum(int(u.get("prompt_tokens", 0)) for u in t["usage"])
             completion = sum(int(u.get("completion_tokens", 0)) for u in t["usage"])
             est = " (some estimated)" if any(u.get("estimated") for u in t["usage"]) else ""
-            out += [f"**Usage:** {len(t['usage'])} request(s), {prompt:,} prompt + {completion:,} completion tokens{est}", ""]
+            out += [
+                f"**Usage:** {len(t['usage'])} request(s), {prompt:,} prompt + {completion:,} completion tokens{est}",
+                "",
+            ]
     if session.ticket:
         out += ["## Ticket", "", "```json", json.dumps(_scrub(session.ticket), ensure_ascii=False, indent=2), "```", ""]
     return "\n".join(out)

@@ -81,7 +81,9 @@ def prepare_image(
     except Image.DecompressionBombError as exc:
         raise ImageRejected(name, f"{exc}. Send a smaller screenshot.") from exc
     except _DECODE_ERRORS as exc:
-        raise ImageRejected(name, f"the image is truncated or corrupt ({exc}); save it again and re-attach it.") from exc
+        raise ImageRejected(
+            name, f"the image is truncated or corrupt ({exc}); save it again and re-attach it."
+        ) from exc
 
     flat = _looks_flat(im)
     im = _resize(_normalise_mode(im), target)
@@ -147,7 +149,9 @@ def _open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageRejected(name, _not_an_image(data)) from exc
     except _DECODE_ERRORS as exc:
-        raise ImageRejected(name, f"the image is truncated or corrupt ({exc}); save it again and re-attach it.") from exc
+        raise ImageRejected(
+            name, f"the image is truncated or corrupt ({exc}); save it again and re-attach it."
+        ) from exc
     return im
 
 
@@ -192,7 +196,9 @@ _NOT_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
 def _sniff_other(data: bytes) -> str | None:
     for offset, magic, kind in _OTHER_MAGIC:
         if data[offset : offset + len(magic)] == magic:
-            return f"{kind} images are not accepted; send a {_ACCEPTED_TEXT} (a screenshot, or export the image as PNG)."
+            return (
+                f"{kind} images are not accepted; send a {_ACCEPTED_TEXT} (a screenshot, or export the image as PNG)."
+            )
     head = data[:1024].lstrip()
     if head[:4] == b"<svg" or (head[:5] == b"<?xml" and b"<svg" in head):
         return f"SVG images are not accepted; send a {_ACCEPTED_TEXT} (export or screenshot it as PNG)."

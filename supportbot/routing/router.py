@@ -22,14 +22,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from supportbot.catalog import CATEGORIES, Catalog, ModelInfo
 from supportbot.config import ASSETS_DIR
 from supportbot.errors import CatalogError
 from supportbot.events import RouteDecision
-from supportbot.language import detect_language, language_name
-from supportbot.tokens import with_margin
-
-ORDER_ID = re.compile(r"#\s?(\d{4,6})\b|\b(?:order|pedido|commande|bestellung|ordine)\s*(?:no\.?|number|n[ºo°]|#)?\s*(\d{4,6})\b", re.I)
+from supportbot.routing.catalog import CATEGORIES, Catalog, ModelInfo
+from supportbot.routing.tokens import with_margin
+from supportbot.vocabulary import CHARS_PER_TOKEN, detect_language, find_order_ids, language_name
 
 
 class RoutingPolicy(BaseModel):
@@ -52,7 +50,9 @@ def load_policy(path: Path | None = None, catalog: Catalog | None = None) -> Rou
         raise CatalogError(path.name, str(exc).splitlines()[0]) from None
     for category, ids in policy.preferences.items():
         if category not in CATEGORIES:
-            raise CatalogError(f"{path.name} preferences.{category}", f"unknown category; use one of {', '.join(CATEGORIES)}")
+            raise CatalogError(
+                f"{path.name} preferences.{category}", f"unknown category; use one of {', '.join(CATEGORIES)}"
+            )
         for model_id in ids:
             if catalog is not None and model_id not in catalog:
                 raise CatalogError(f"{path.name} preferences.{category}", f"model {model_id!r} is not in the catalog")
@@ -74,7 +74,14 @@ class TurnFacts:
 
     def prompt_tokens(self, image_tokens: int = 1600) -> int:
         """Everything the request will carry, before the margin."""
-        return self.history_tokens + self.overhead_tokens + self.output_tokens + self.log_tokens + self.images * image_tokens + len(self.text) // 4
+        return (
+            self.history_tokens
+            + self.overhead_tokens
+            + self.output_tokens
+            + self.log_tokens
+            + self.images * image_tokens
+            + int(len(self.text) / CHARS_PER_TOKEN["prose"])
+        )
 
 
 def _words(text: str, phrases: list[str]) -> list[str]:
@@ -85,7 +92,7 @@ def _words(text: str, phrases: list[str]) -> list[str]:
 def count_actions(text: str, policy: RoutingPolicy) -> int:
     """How many distinct actions a message asks for (order checks count per order)."""
     verbs = {name for name, phrases in policy.action_verbs.items() if _words(text, phrases)}
-    orders = {a or b for a, b in ORDER_ID.findall(text)}
+    orders = set(find_order_ids(text))
     extra_orders = max(0, len(orders) - 1)
     return len(verbs) + extra_orders
 
@@ -104,7 +111,13 @@ def _first(catalog: Catalog, ids: list[str], need: int, *, vision: bool = False)
 
 
 def _fmt(tokens: int) -> str:
-    return f"{tokens / 1_000_000:.1f}M" if tokens >= 1_000_000 else f"{tokens / 1000:.0f}K" if tokens >= 1000 else str(tokens)
+    return (
+        f"{tokens / 1_000_000:.1f}M"
+        if tokens >= 1_000_000
+        else f"{tokens / 1000:.0f}K"
+        if tokens >= 1000
+        else str(tokens)
+    )
 
 
 def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: str | None = None) -> RouteDecision:
@@ -115,16 +128,47 @@ def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: s
         return auto
     chosen = catalog.get(selected)
     if facts.images and not chosen.capabilities.vision:
-        return _replace(auto, switched_from=chosen.id, reason=f"{chosen.name} cannot read images, so this turn switched: {auto.reason}")
+        return _replace(
+            auto,
+            switched_from=chosen.id,
+            reason=f"{chosen.name} cannot read images, so this turn switched: {auto.reason}",
+        )
     if not _fits(chosen, need):
-        if facts.log_tokens and auto.model == chosen.id:  # the chosen model is the one auto picks: keep its log reduction
+        if (
+            facts.log_tokens and auto.model == chosen.id
+        ):  # the chosen model is the one auto picks: keep its log reduction
             return _replace(auto, reason=f"You chose {chosen.name}. {auto.reason}", rule=f"manual_{auto.rule}")
         if facts.log_tokens:
-            return _replace(auto, switched_from=chosen.id, reason=f"The prompt (~{_fmt(need)} tokens) exceeds {chosen.name}'s {_fmt(chosen.context_window)} window, so this turn switched: {auto.reason}")
+            return _replace(
+                auto,
+                switched_from=chosen.id,
+                reason=f"The prompt (~{_fmt(need)} tokens) exceeds {chosen.name}'s {_fmt(chosen.context_window)} "
+                f"window, so this turn switched: {auto.reason}",
+            )
         # The user insists on this model and only the history is too long: compact old turns.
-        return RouteDecision(chosen.id, chosen.categories[0], f"You chose {chosen.name}; the conversation (~{_fmt(need)} tokens) exceeds its {_fmt(chosen.context_window)} window, so older turns are compacted into a summary.",
-                             (), None, need, chosen.context_window, None, "manual_compact")
-    return RouteDecision(chosen.id, chosen.categories[0], f"You chose {chosen.name}, and it can take this turn.", auto.fallbacks, None, need, chosen.context_window, None, "manual")
+        return RouteDecision(
+            chosen.id,
+            chosen.categories[0],
+            f"You chose {chosen.name}; the conversation (~{_fmt(need)} tokens) exceeds its "
+            f"{_fmt(chosen.context_window)} window, so older turns are compacted into a summary.",
+            (),
+            None,
+            need,
+            chosen.context_window,
+            None,
+            "manual_compact",
+        )
+    return RouteDecision(
+        chosen.id,
+        chosen.categories[0],
+        f"You chose {chosen.name}, and it can take this turn.",
+        auto.fallbacks,
+        None,
+        need,
+        chosen.context_window,
+        None,
+        "manual",
+    )
 
 
 def _replace(d: RouteDecision, **changes) -> RouteDecision:
@@ -133,8 +177,20 @@ def _replace(d: RouteDecision, **changes) -> RouteDecision:
     return replace(d, **changes)
 
 
-def _decision(m: ModelInfo, category: str, reason: str, need: int, rule: str, fallbacks: list[str], **extra) -> RouteDecision:
-    return RouteDecision(m.id, category, reason, tuple(f for f in fallbacks if f != m.id), None, need, m.context_window, rule=rule, **extra)
+def _decision(
+    m: ModelInfo, category: str, reason: str, need: int, rule: str, fallbacks: list[str], **extra
+) -> RouteDecision:
+    return RouteDecision(
+        m.id,
+        category,
+        reason,
+        tuple(f for f in fallbacks if f != m.id),
+        None,
+        need,
+        m.context_window,
+        rule=rule,
+        **extra,
+    )
 
 
 def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need: int) -> RouteDecision:
@@ -147,31 +203,78 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
         n = "a screenshot" if facts.images == 1 else f"{facts.images} images"
         if m:
             return _decision(m, "vision", f"{n.capitalize()} attached: {m.name} reads images.", need, "vision", ids)
-        biggest = max((catalog.get(i) for i in ids if i in catalog and catalog.get(i).capabilities.vision), key=lambda x: x.context_window, default=None)
+        biggest = max(
+            (catalog.get(i) for i in ids if i in catalog and catalog.get(i).capabilities.vision),
+            key=lambda x: x.context_window,
+            default=None,
+        )
         if biggest is None:
-            raise CatalogError("routing.json preferences.vision", "no vision-capable model in the catalog; images cannot be routed")
+            raise CatalogError(
+                "routing.json preferences.vision", "no vision-capable model in the catalog; images cannot be routed"
+            )
         if facts.log_tokens and facts.reducible_log:
             budget = _log_budget(facts, biggest, policy)
-            return _decision(biggest, "vision", f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s {_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens.",
-                             need, "vision_reduced", ids, reduce_logs_to=budget)
-        return _decision(biggest, "vision", f"{n.capitalize()} attached, and the conversation (~{_fmt(need)} tokens) is too long for {biggest.name}'s {_fmt(biggest.context_window)} window: older turns are compacted into a summary.",
-                         need, "compact", ids)
+            return _decision(
+                biggest,
+                "vision",
+                f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s "
+                f"{_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens.",
+                need,
+                "vision_reduced",
+                ids,
+                reduce_logs_to=budget,
+            )
+        return _decision(
+            biggest,
+            "vision",
+            f"{n.capitalize()} attached, and the conversation (~{_fmt(need)} tokens) is too long for "
+            f"{biggest.name}'s {_fmt(biggest.context_window)} window: older turns are compacted into a summary.",
+            need,
+            "compact",
+            ids,
+        )
 
     if not _fits(triage, need):
         ids = list(dict.fromkeys(prefs.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]))
-        fitting = sorted((catalog.get(i) for i in set(ids) if i in catalog and _fits(catalog.get(i), need)), key=lambda x: x.context_window)
+        fitting = sorted(
+            (catalog.get(i) for i in set(ids) if i in catalog and _fits(catalog.get(i), need)),
+            key=lambda x: x.context_window,
+        )
         what = "the attached log" if facts.log_tokens > facts.history_tokens else "the conversation"
         if fitting:
             m = fitting[0]
-            return _decision(m, "long_context", f"The prompt with {what} is ~{_fmt(need)} tokens, over {triage.name}'s {_fmt(triage.context_window)} window: {m.name} ({_fmt(m.context_window)}) is the smallest that fits.",
-                             need, "long_context", [x.id for x in fitting])
+            return _decision(
+                m,
+                "long_context",
+                f"The prompt with {what} is ~{_fmt(need)} tokens, over {triage.name}'s {_fmt(triage.context_window)} "
+                f"window: {m.name} ({_fmt(m.context_window)}) is the smallest that fits.",
+                need,
+                "long_context",
+                [x.id for x in fitting],
+            )
         biggest = max((catalog.get(i) for i in set(ids) if i in catalog), key=lambda x: x.context_window)
         if facts.log_tokens and facts.reducible_log:
             budget = _log_budget(facts, biggest, policy)
-            return _decision(biggest, "long_context", f"The log (~{_fmt(facts.log_tokens)} tokens) exceeds every model's window, even {biggest.name}'s {_fmt(biggest.context_window)}: it is reduced to ~{_fmt(budget)} tokens (repeats collapsed, errors kept).",
-                             need, "long_context_reduced", [biggest.id], reduce_logs_to=budget)
-        return _decision(biggest, "long_context", f"The conversation (~{_fmt(need)} tokens) exceeds every model's window: older turns are compacted into a summary for {biggest.name}.",
-                         need, "compact", [biggest.id])
+            return _decision(
+                biggest,
+                "long_context",
+                f"The log (~{_fmt(facts.log_tokens)} tokens) exceeds every model's window, even {biggest.name}'s "
+                f"{_fmt(biggest.context_window)}: it is reduced to ~{_fmt(budget)} tokens (repeats collapsed, errors "
+                "kept).",
+                need,
+                "long_context_reduced",
+                [biggest.id],
+                reduce_logs_to=budget,
+            )
+        return _decision(
+            biggest,
+            "long_context",
+            f"The conversation (~{_fmt(need)} tokens) exceeds every model's window: older turns are compacted into a "
+            f"summary for {biggest.name}.",
+            need,
+            "compact",
+            [biggest.id],
+        )
 
     lang = detect_language(facts.text)
     if lang == "en" and facts.history and len(facts.text) < 40:
@@ -179,22 +282,50 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
     if lang != "en":
         m = _first(catalog, prefs.get("multilingual", []), need)
         if m:
-            return _decision(m, "multilingual", f"The customer writes in {language_name(lang)}: {m.name} handles multilingual support.", need, "multilingual", prefs["multilingual"])
+            return _decision(
+                m,
+                "multilingual",
+                f"The customer writes in {language_name(lang)}: {m.name} handles multilingual support.",
+                need,
+                "multilingual",
+                prefs["multilingual"],
+            )
 
     hits = _words(facts.text, policy.reasoning_keywords)
     if facts.log_tokens or hits:
         why = "A log is attached" if facts.log_tokens else f"Troubleshooting words ({', '.join(hits[:3])})"
         m = _first(catalog, prefs.get("reasoning", []), need)
         if m:
-            return _decision(m, "reasoning", f"{why}: {m.name} reasons through errors and logs.", need, "reasoning", prefs["reasoning"])
+            return _decision(
+                m,
+                "reasoning",
+                f"{why}: {m.name} reasons through errors and logs.",
+                need,
+                "reasoning",
+                prefs["reasoning"],
+            )
 
     actions = count_actions(facts.text, policy)
     if actions >= policy.min_actions_for_agentic:
         m = _first(catalog, prefs.get("agentic", []), need)
         if m:
-            return _decision(m, "agentic", f"{actions} actions asked for in one message: {m.name} handles multi-step tool work.", need, "agentic", prefs["agentic"])
+            return _decision(
+                m,
+                "agentic",
+                f"{actions} actions asked for in one message: {m.name} handles multi-step tool work.",
+                need,
+                "agentic",
+                prefs["agentic"],
+            )
 
-    return _decision(triage, "triage", f"A routine support question: {triage.name} answers fast.", need, "triage", prefs.get("triage", []))
+    return _decision(
+        triage,
+        "triage",
+        f"A routine support question: {triage.name} answers fast.",
+        need,
+        "triage",
+        prefs.get("triage", []),
+    )
 
 
 def _log_budget(facts: TurnFacts, model: ModelInfo, policy: RoutingPolicy) -> int:

@@ -8,42 +8,82 @@ transcript, make no request and are cheap enough to run every turn.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
-from supportbot.session import content_text
+from supportbot.vocabulary import Category, Priority, Sentiment, Status, content_text
 
-Category = Literal["order_status", "refund", "returns", "technical", "account", "billing", "other"]
-Sentiment = Literal["positive", "neutral", "negative"]
-Priority = Literal["low", "normal", "high", "urgent"]
-Status = Literal["resolved", "pending_customer", "escalated"]
-
-ORDER_RE = re.compile(r"(?i)(?:\border\s*(?:number|no\.?|id)?\s*[:#]?\s*|#)(\d{4,10})\b")
-EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Regexes, matched at word starts: plain substrings would read "app" in "appreciate"
 # and "log" in "login". Dict order breaks ties, so order_status (the common case) is first.
 _CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
-    "order_status": (r"where is", r"tracking", r"deliver\w*", r"arriv\w*", r"ship(?:ping|ped)", r"package",
-                     r"parcel", r"order status", r"late"),
+    "order_status": (
+        r"where is",
+        r"tracking",
+        r"deliver\w*",
+        r"arriv\w*",
+        r"ship(?:ping|ped)",
+        r"package",
+        r"parcel",
+        r"order status",
+        r"late",
+    ),
     "refund": (r"refund\w*", r"money back", r"reimburs\w*", r"chargeback"),
     "returns": (r"return\w*", r"exchang\w*", r"send it back", r"rma"),
     "billing": (r"invoice\w*", r"bill(?:ing|ed)", r"charged?", r"payment\w*", r"receipt\w*", r"subscription\w*"),
     "account": (r"password\w*", r"log ?in", r"sign ?in", r"account\w*", r"2fa", r"username\w*"),
-    "technical": (r"error\w*", r"crash\w*", r"bug\w*", r"not working", r"doesn'?t work", r"broken", r"stack ?trace",
-                  r"exception\w*", r"logs?", r"screenshot\w*", r"firmware", r"won'?t turn on", r"app"),
+    "technical": (
+        r"error\w*",
+        r"crash\w*",
+        r"bug\w*",
+        r"not working",
+        r"doesn'?t work",
+        r"broken",
+        r"stack ?trace",
+        r"exception\w*",
+        r"logs?",
+        r"screenshot\w*",
+        r"firmware",
+        r"won'?t turn on",
+        r"app",
+    ),
 }
 _TOOL_CATEGORY = {"request_refund": "refund", "check_order_status": "order_status"}
-_ANGRY = ("ridiculous", "unacceptable", "angry", "furious", "terrible", "worst", "useless", "scam",
-          "awful", "horrible", "pathetic", "fed up", "sick of", "waste of time", "joke", "incompetent")
-_MILD = ("worried", "concerned", "upset", "disappointed", "frustrated", "annoyed", "still", "again",
-         "waiting", "late", "unhappy")
+_ANGRY = (
+    "ridiculous",
+    "unacceptable",
+    "angry",
+    "furious",
+    "terrible",
+    "worst",
+    "useless",
+    "scam",
+    "awful",
+    "horrible",
+    "pathetic",
+    "fed up",
+    "sick of",
+    "waste of time",
+    "joke",
+    "incompetent",
+)
+_MILD = (
+    "worried",
+    "concerned",
+    "upset",
+    "disappointed",
+    "frustrated",
+    "annoyed",
+    "still",
+    "again",
+    "waiting",
+    "late",
+    "unhappy",
+)
 _HUMAN = ("human", "real person", "manager", "supervisor", "agent")
 _POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "appreciate", "excellent", "wonderful")
 _URGENT = ("urgent", "asap", "emergency", "immediately")
 _COURTESY_Q = re.compile(r"(?i)(anything else|something else|help you with|further questions|other questions)[^?]*\?")
 _CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
 _ACRONYMS = {"USB", "LED", "API", "UPS", "DHL", "USPS", "ETA", "PDF", "SKU", "FAQ", "URL", "ID", "EUR", "USD"}
-
-
 
 
 def user_texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -131,9 +171,11 @@ def _first_sentence(text: str, limit: int = 140) -> str:
 def summary_of(category: str, order_ids: list[str], texts: list[str]) -> str:
     """One sentence on what the customer wants: a template with the order ids, else their first sentence."""
     orders = ", ".join(order_ids)
-    templates = {"order_status": "Customer asks where order {o} is.", "refund": "Customer wants a refund for order {o}.",
-                 "returns": "Customer wants to return order {o}."}
+    templates = {
+        "order_status": "Customer asks where order {o} is.",
+        "refund": "Customer wants a refund for order {o}.",
+        "returns": "Customer wants to return order {o}.",
+    }
     if orders and category in templates:
         return templates[category].format(o=orders)
     return _first_sentence(texts[0]) if texts else "No customer message yet."
-

@@ -1,8 +1,8 @@
 """Cutting a log to a token budget: collapse repeats, keep errors, traces, head and tail.
 
-``reduce_log`` reads a ``LogFile`` (see ``supportbot.logs``) once, chunk by chunk, with
+``reduce_log`` reads a ``LogFile`` (see ``supportbot.attachments.logs``) once, chunk by chunk, with
 ``_Scanner``: line keys are counted at C speed (``bytes.translate``) and only the lines
-shown get a readable template. What counts as an error comes from ``supportbot.loganalysis``.
+shown get a readable template. What counts as an error comes from ``supportbot.attachments.analysis``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from supportbot.loganalysis import is_important, looks_like_access_log, template_of
-from supportbot.tokens import estimate_chars
-
-if TYPE_CHECKING:  # only for annotations: supportbot.logs imports this module at runtime
-    from supportbot.logs import LogFile
+from supportbot.attachments.analysis import is_important, looks_like_access_log, template_of
+from supportbot.attachments.logs import LogFile
+from supportbot.routing.tokens import estimate_chars
 
 HEAD_MAX = 5000
 TAIL_MAX = 5000
@@ -114,7 +111,7 @@ class _Scanner:
             keys[idx] = None  # block lines are shown in the error section, not as templates
         if len(self.counts) < MAX_KEYS:
             self.counts.update(keys)
-            firsts = dict(zip(reversed(keys), reversed(lines)))  # C-speed: first line per key
+            firsts = dict(zip(reversed(keys), reversed(lines), strict=True))  # C-speed: first line per key
             for key in firsts.keys() - self.reps.keys():
                 self.reps[key] = firsts[key]
         else:

@@ -72,7 +72,9 @@ class OrderEntry(_Strict):
         for name in ("shipped_days_ago", "delivered_days_ago", "cancelled_days_ago", "refunded_days_ago"):
             value = getattr(self, name)
             if value is not None and value > self.ordered_days_ago:
-                raise ValueError(f"{name} ({value}) is before the order date (ordered_days_ago {self.ordered_days_ago})")
+                raise ValueError(
+                    f"{name} ({value}) is before the order date (ordered_days_ago {self.ordered_days_ago})"
+                )
         if self.eta_days is not None and self.eta_days < -self.ordered_days_ago:
             raise ValueError(f"eta_days ({self.eta_days}) is before the order date")
         expected = round(sum(i.qty * i.unit_price for i in self.items), 2)
@@ -84,9 +86,7 @@ class OrderEntry(_Strict):
 class KbEntry(_Strict):
     id: str = Field(pattern=r"^KB-\d{3,}$")
     title: str = Field(min_length=3)
-    category: Literal[
-        "shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting"
-    ]
+    category: Literal["shipping", "returns", "refunds", "warranty", "account", "payments", "privacy", "troubleshooting"]
     body: str = Field(min_length=40)
 
 

@@ -1,0 +1,58 @@
+"""Sorting what arrives with a message: images by their bytes, everything else as a log.
+
+The file name's suffix is only a hint: content decides (a text file named ``.png`` is
+refused as an image, not sent as one). Long, log-like text typed into the box becomes a log
+attachment, so it is reduced and fenced like an upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supportbot.attachments.logs import LogFile, LogLimits, open_log
+from supportbot.config import Settings
+from supportbot.errors import AttachmentError
+from supportbot.routing import tokens
+
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".ico", ".svg"}
+# Text typed or sent through the API that is this long and log-like is treated as a log attachment.
+INLINE_LOG_CHARS = 4000
+
+
+@dataclass
+class Attachments:
+    """A message's attachments, sorted; images are read (and size-checked) later by prepare_image."""
+
+    images: list[Path] = field(default_factory=list)
+    logs: list[LogFile] = field(default_factory=list)
+
+
+def log_limits(settings: Settings) -> LogLimits:
+    """The upload and gzip-expansion caps from the settings."""
+    return LogLimits(settings.max_upload_mb * 2**20, settings.max_gz_expanded_mb * 2**20)
+
+
+def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[str, Attachments]:
+    """Split uploads into images and logs by content; long log-like text becomes a log."""
+    found = Attachments()
+    limits = log_limits(settings)
+    for f in files:
+        path = Path(f)
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        is_image = head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        if is_image or path.suffix.lower() in IMAGE_SUFFIXES:
+            found.images.append(path)
+        else:
+            found.logs.append(open_log(path, path.name, limits))
+    if len(found.images) > settings.max_images_per_turn:
+        raise AttachmentError(
+            f"{len(found.images)} images",
+            f"at most {settings.max_images_per_turn} images per message; send the rest in the next one.",
+        )
+    if len(text) > INLINE_LOG_CHARS and tokens.classify(text) == "log":
+        found.logs.append(open_log(text, "pasted.log", limits))
+        text = ""
+    return text, found

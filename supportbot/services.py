@@ -1,0 +1,77 @@
+"""What every session shares: configuration, the catalog, the stores and the client factory.
+
+Built once per app. Everything here is read-only after start-up or safe to share between
+threads; nothing a visitor sends is kept here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supportbot.agent import Agent
+from supportbot.client import ClientFactory
+from supportbot.config import Settings
+from supportbot.pricing import Pricing, load_pricing
+from supportbot.routing.catalog import Catalog, load_catalog
+from supportbot.routing.router import RoutingPolicy, load_policy
+from supportbot.storage.history import History
+from supportbot.storage.store import Store
+
+DB_NAME = "supportbot.sqlite3"
+
+
+@dataclass
+class Services:
+    """The app's shared, thread-safe parts."""
+
+    settings: Settings
+    catalog: Catalog
+    policy: RoutingPolicy
+    pricing: Pricing
+    store: Store
+    history: History
+    clients: ClientFactory
+    agent: Agent
+
+    @classmethod
+    def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:
+        """Load assets, open the database and make the client factory.
+
+        ``engine`` (an offline engine) or ``transport`` (an httpx transport, e.g. a scripted
+        model from ``supportbot.testing``) replace the network; by default the settings decide.
+        """
+        settings.check()
+        catalog = load_catalog(settings.catalog_path)
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = data_dir / DB_NAME
+        windows = {m.id: m.context_window for m in catalog}
+        clients = ClientFactory(settings, engine, context_windows=windows, transport=transport)
+        return cls(
+            settings,
+            catalog,
+            load_policy(catalog=catalog),
+            load_pricing(),
+            Store(db),
+            History(db),
+            clients,
+            Agent(settings, clients),
+        )
+
+    @property
+    def offline(self) -> bool:
+        """True when no request leaves the process."""
+        return self.clients.offline
+
+    @property
+    def engine_label(self) -> str:
+        """What the header badge says."""
+        return "Offline demo engine" if self.clients.engine is not None else f"Live — Oxlo at {self.settings.base_url}"
+
+    async def check_catalog(self) -> Catalog:
+        """Flag catalog models the live service does not list (never drop them); ApiError when it cannot be asked."""
+        if self.clients.engine is None:
+            self.catalog = self.catalog.with_service_ids(await self.clients.list_models())
+        return self.catalog

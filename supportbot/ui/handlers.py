@@ -1,0 +1,206 @@
+"""The playground's event handlers: plain methods taking and returning state.
+
+``Playground`` holds only what every visitor shares (the services and the turn runner);
+each handler receives a visitor's ``Session`` (from ``gr.State``) and returns the panels and
+the session. Tests call them directly, no server needed; ``supportbot.ui.app`` only lays out
+the page and wires these to its components.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from supportbot.config import ASSETS_DIR
+from supportbot.conversation import TurnRunner
+from supportbot.errors import SupportbotError
+from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
+from supportbot.services import Services
+from supportbot.session import Session
+from supportbot.ui import render, usage_view
+from supportbot.ui.render import LiveTurn
+from supportbot.ui.streaming import batches
+
+SAMPLES = ASSETS_DIR / "samples"
+AUTO = "auto"
+EXAMPLES: list[tuple[str, str, list[str]]] = [
+    ("📦 Order", "Where is my order #48291? It was supposed to arrive yesterday and I am getting worried.", []),
+    ("💸 Refund", "I'd like a refund for order #48258, it never arrived.", []),
+    ("📖 Policy", "What is your return policy for opened items?", []),
+    ("🙋 Escalation", "This is ridiculous!!! My order #48291 is late AGAIN. I want to talk to a human NOW.", []),
+    ("🇪🇸 Español", "Hola, ¿dónde está mi pedido #48291? Debía llegar ayer.", []),
+    ("🖼️ Screenshot", "The checkout page shows this error when I try to pay. What should I do?", ["checkout-error.png"]),
+    (
+        "📄 Long log",
+        "Our integration keeps failing since this morning, here is the service log. What is going on?",
+        ["checkout-service.log"],
+    ),
+]
+
+
+def example_message(index: int) -> dict[str, Any]:
+    """The MultimodalTextbox value of an example scenario."""
+    _, text, files = EXAMPLES[index]
+    return {"text": text, "files": [str(SAMPLES / f) for f in files]}
+
+
+class Playground:
+    """Handlers for one app; per-visitor data arrives and leaves as a ``Session``."""
+
+    def __init__(self, services: Services, runner: TurnRunner | None = None) -> None:
+        self.services = services
+        self.runner = runner or TurnRunner(services)
+
+    # --- rendering ----------------------------------------------------------------------------
+
+    def live_panels(self, session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
+        """What changes while a turn streams: cheap to render, sent on every redraw."""
+        return (
+            render.chat_view(session, mode, live_turn),
+            render.tools_html(session),
+            render.routes_html(session),
+            render.context_meter(session),
+        )
+
+    def detail_panels(self, session: Session, plan_name: str | None = None) -> tuple:
+        """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
+        usage_html, plot = usage_view.render(session, self.services.pricing, plan_name or self.services.settings.plan)
+        return (
+            copy.deepcopy(session.tool_calls[::-1]),
+            render.ticket_chips(session.ticket, session.ticket_error),
+            copy.deepcopy(session.ticket),
+            usage_html,
+            plot,
+        )
+
+    def panels(self, session: Session, mode: str, plan_name: str | None) -> tuple:
+        """Every panel."""
+        return (*self.live_panels(session, mode), *self.detail_panels(session, plan_name))
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        message: dict | str | None,
+        model_id: str = AUTO,
+        mode: str = "all",
+        tmode: str = "inline",
+        session: Session | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress tracker
+    ):  # noqa: B008 - Gradio's injection idiom
+        """Run one turn: stream the answer and tool calls; the detail panels follow when it ends."""
+        session = session or Session()
+        text, files = parse_message(message)
+        live_turn = LiveTurn(session.turn + 1)
+        try:
+            events = self.runner.run(
+                session,
+                text,
+                files,
+                selected=model_id or AUTO,
+                ticket_mode=tmode or self.services.settings.ticket_mode,
+                progress=lambda f, d: progress(f, desc=d),
+            )
+            async for batch in batches(events):
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        live_turn.text += event.text
+                    elif isinstance(event, ToolCallStarted):
+                        live_turn.pending[event.call_id] = (event.name, event.arguments)
+                    elif isinstance(event, ToolCallFinished):
+                        live_turn.pending.pop(event.call_id, None)
+                    elif isinstance(event, ErrorEvent):
+                        gr.Warning(event.message)
+                yield (*self.live_panels(session, mode, live_turn), None, session)
+        except SupportbotError as exc:
+            # Bad input (all checked before the turn starts): the error names the problem, the
+            # message stays in the box and the session is untouched. Scripts get it as an exception.
+            raise gr.Error(str(exc), title="Could not send that") from None
+        yield (*self.live_panels(session, mode), None, session)
+
+    def details(self, session: Session | None, plan_name: str | None = None) -> tuple:
+        """The ticket, usage and plot panels."""
+        return self.detail_panels(session or Session(), plan_name)
+
+    def redraw(self, mode: str, session: Session | None, plan_name: str | None) -> tuple:
+        """Every panel, for a session that changed outside a turn."""
+        return self.panels(session or Session(), mode, plan_name)
+
+    def steps_changed(self, mode: str, session: Session | None) -> tuple:
+        """Only the chat and its neighbours depend on the steps mode."""
+        return self.live_panels(session or Session(), mode)
+
+    def new_conversation(self, mode: str, plan_name: str | None = None) -> tuple:
+        """Forget everything: the agent's memory too."""
+        fresh = Session()
+        return (*self.panels(fresh, mode, plan_name), None, fresh)
+
+    def session_payload(self, session: Session | None) -> dict:
+        """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
+        return (session or Session()).to_json()
+
+    def load(self, conversation_id: str, session: Session | None) -> tuple:
+        """Reload a stored conversation by id (for scripts; the page uses ?c=<id>)."""
+        loaded = self.runner.load((conversation_id or "").strip())
+        if loaded is None:
+            raise gr.Error(f"No conversation with id {conversation_id!r} is stored here (it may have expired).")
+        return loaded.to_json(), loaded
+
+    def page_load(self, mode: str, session: Session | None, plan_name: str | None, request: gr.Request) -> tuple:
+        """A page (re)load: resume ``?c=<id>`` when the link names a stored conversation."""
+        cid = request.query_params.get("c") if request else None
+        if cid:
+            loaded = self.runner.load(cid)
+            if loaded is None:
+                gr.Warning("That conversation link has expired or never existed; starting a new one.")
+            else:
+                return (*self.panels(loaded, mode, plan_name), loaded)
+        session = session or Session()
+        return (*self.panels(session, mode, plan_name), session)
+
+    def export(self, session: Session | None) -> tuple[list[str], str]:
+        """Conversation JSON (re-imports), a Markdown transcript and the ticket JSON."""
+        session = session or Session()
+        history = self.services.history
+        out = Path(tempfile.mkdtemp(prefix="supportbot-export-"))
+        cid = session.conversation_id
+        (out / f"conversation-{cid}.json").write_text(history.export_json(session), encoding="utf-8")
+        (out / f"transcript-{cid}.md").write_text(history.export_markdown(session), encoding="utf-8")
+        (out / f"ticket-{cid}.json").write_text(
+            json.dumps(session.ticket, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        link = f"Reload this conversation any time with `?c={cid}` on this page's URL."
+        return [str(p) for p in sorted(out.iterdir())], link
+
+    def import_conversation(self, file: Any, mode: str, session: Session | None, plan_name: str | None) -> tuple:
+        """Read an exported conversation as a new one; a bad file is refused with a warning."""
+        history = self.services.history
+        try:
+            imported = history.import_json(Path(_path_of(file)).read_text(encoding="utf-8"))
+        except (SupportbotError, UnicodeDecodeError, OSError) as exc:
+            gr.Warning(f"Could not import that file: {exc}")
+            session = session or Session()
+            return (*self.panels(session, mode, plan_name), session)
+        history.save(imported)
+        return (*self.panels(imported, mode, plan_name), imported)
+
+
+def _path_of(file: Any) -> str:
+    if isinstance(file, dict):
+        return file.get("path") or file.get("name")
+    return getattr(file, "path", None) or getattr(file, "name", None) or str(file)
+
+
+def parse_message(message: dict | str | None) -> tuple[str, list[str]]:
+    """Text and file paths from a MultimodalTextbox value (or plain text from scripts)."""
+    if message is None:
+        return "", []
+    if isinstance(message, str):
+        return message, []
+    files = [_path_of(f) for f in message.get("files") or []]
+    return str(message.get("text") or ""), [f for f in files if f]
