@@ -232,3 +232,35 @@ def test_replay_settings_and_bad_cassettes_are_refused_naming_the_variable(tmp_p
     env = {"SUPPORTBOT_ENGINE": "replay", "SUPPORTBOT_CASSETTE": str(SHIPPED), "SUPPORTBOT_RECORD": "x.jsonl"}
     settings = Settings.load(environ=env, dotenv_path=None)
     assert settings.cassette_path == SHIPPED and settings.record_path == Path("x.jsonl") and not settings.live
+
+
+def test_a_stopped_turn_records_what_arrived(tmp_path: Path):
+    cassette = tmp_path / "stopped.jsonl"
+    settings = Settings.load(
+        {"data_dir": tmp_path, "engine": "offline", "record_path": cassette}, environ={}, dotenv_path=None
+    )
+    runner = TurnRunner(Services.create(settings, OfflineEngine(stream_delay_s=0.05)))
+    session = Session()
+
+    async def stop_after_first_words():
+        async def consume():
+            async for event in runner.run(session, "What is your return policy for opened items?"):
+                if isinstance(event, TextDelta):
+                    started.set()
+
+        started = asyncio.Event()
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(200):  # the stopped stream is written off the event loop
+            if cassette.is_file() and "StreamClosed" in cassette.read_text():
+                return
+            await asyncio.sleep(0.01)
+
+    asyncio.run(stop_after_first_words())
+    last = json.loads(cassette.read_text().splitlines()[-1])
+    assert last["error"]["type"] == "StreamClosed" and last["response"]["status"] == 200
+    assert 0 < len(last["response"]["events"]) and "data: [DONE]" not in last["response"]["events"]
+    assert session.messages[-1]["stopped"]

@@ -122,7 +122,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             "request": {
                 "method": request.method,
                 "endpoint": endpoint_of(request.url, self.base_path),
-                "body": _json_or_text(raw),
+                "body": raw,  # parsed when written, off the event loop: it grows with the prompt
             },
         }
         try:
@@ -137,7 +137,9 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         )
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Append one exchange; the key is masked anywhere in it."""
+        """Append one exchange; the key is masked anywhere in it (blocking: call in a thread)."""
+        if isinstance(body := entry["request"]["body"], bytes):
+            entry["request"]["body"] = _json_or_text(body)
         line = redact(json.dumps(entry, ensure_ascii=False), self.secret)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,19 +165,24 @@ class _Tee(httpx.AsyncByteStream):
                 self.chunks.append(chunk)
                 yield chunk
         except httpx.HTTPError as exc:
-            await asyncio.to_thread(self._finish, exc)
+            if self._claim():
+                await asyncio.to_thread(self._record, exc)
             raise
-        await asyncio.to_thread(self._finish, None)
+        if self._claim():
+            await asyncio.to_thread(self._record, None)
 
     async def aclose(self) -> None:
-        if not self.written:  # the reader stopped early (a stopped turn): keep what arrived
-            self._finish(httpx.StreamClosed())
+        if self._claim():  # the reader stopped early (a stopped turn): keep what arrived
+            # Not awaited: the task may be being cancelled, and the write must not block the loop.
+            asyncio.get_running_loop().run_in_executor(None, self._record, httpx.StreamClosed())
         await self.response.aclose()
 
-    def _finish(self, exc: Exception | None) -> None:
-        if self.written:
-            return
-        self.written = True
+    def _claim(self) -> bool:
+        """True the first time: exactly one of the endings records the exchange."""
+        first, self.written = not self.written, True
+        return first
+
+    def _record(self, exc: Exception | None) -> None:
         self.entry["response"] = _response_entry(self.response, b"".join(self.chunks))
         if exc is not None:
             self.entry["error"] = _error(exc)
@@ -262,8 +269,10 @@ class ReplayTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The recorded response for this request, or a 400 that says none was recorded."""
-        body = _json_or_text(await request.aread())
-        entry = self.cassette.take(request_key(request.method, endpoint_of(request.url, self.base_path), body))
+        raw = await request.aread()
+        endpoint = endpoint_of(request.url, self.base_path)
+        # Parsing and hashing grow with the prompt (a long log): off the event loop.
+        body, entry = await asyncio.to_thread(self._find, request.method, endpoint, raw)
         if entry is None:
             return self._miss(body)
         error = entry.get("error")
@@ -276,6 +285,10 @@ class ReplayTransport(httpx.AsyncBaseTransport):
         content = response.get("body")
         raw = content.encode() if isinstance(content, str) else json.dumps(content).encode()
         return httpx.Response(response["status"], headers={"content-type": response["content_type"]}, content=raw)
+
+    def _find(self, method: str, endpoint: str, raw: bytes) -> tuple[Any, dict[str, Any] | None]:
+        body = _json_or_text(raw)
+        return body, self.cassette.take(request_key(method, endpoint, body))
 
     def _miss(self, body: Any) -> httpx.Response:
         model = body.get("model") if isinstance(body, dict) else None
