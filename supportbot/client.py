@@ -2,7 +2,8 @@
 
 One AsyncOpenAI per event loop: an httpx.AsyncClient is bound to the loop it first
 ran on, and Gradio runs handlers on more than one loop (and tests make their own).
-The offline engine is imported here, lazily, and only when it is chosen.
+The offline engine is imported here, lazily, and only when it is chosen; so are the recording
+and replay transports of ``supportbot.qa.cassette`` (SUPPORTBOT_RECORD, SUPPORTBOT_ENGINE=replay).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class ClientFactory:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
+        if engine is None and transport is None and settings.engine == "replay":
+            from supportbot.qa.cassette import Cassette, ReplayTransport
+
+            transport = ReplayTransport(Cassette.load(settings.cassette_path))
         self.transport = transport
         if engine is None and not settings.live and transport is None:
             from supportbot.engine import OfflineEngine
@@ -57,6 +62,10 @@ class ClientFactory:
             from supportbot.engine import OFFLINE_BASE_URL
 
             return OFFLINE_BASE_URL
+        if self.settings.engine == "replay":
+            from supportbot.qa.cassette import REPLAY_BASE_URL
+
+            return REPLAY_BASE_URL
         return self.settings.base_url
 
     def get(self) -> openai.AsyncOpenAI:
@@ -71,9 +80,13 @@ class ClientFactory:
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout, connect=min(10.0, s.request_timeout))
         transport = self.engine.transport() if self.engine is not None else self.transport
+        if s.record_path is not None:
+            transport = self._recording(transport)
         if transport is not None:
             http = httpx.AsyncClient(transport=transport, timeout=timeout)
-            key = s.api_key.get_secret_value() if (s.api_key and self.engine is None) else "offline"
+            # The key never goes to the offline engine or a replay.
+            sends_key = s.api_key and self.engine is None and s.engine != "replay"
+            key = s.api_key.get_secret_value() if sends_key else "offline"
             return openai.AsyncOpenAI(
                 base_url=self.base_url, api_key=key, http_client=http, max_retries=s.max_retries, timeout=timeout
             )
@@ -90,6 +103,18 @@ class ClientFactory:
             max_retries=s.max_retries,
             timeout=timeout,
         )
+
+    def _recording(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncBaseTransport:
+        """``transport`` (or the network's) wrapped to append every exchange to SUPPORTBOT_RECORD."""
+        from supportbot.qa.cassette import RecordingTransport
+
+        s = self.settings
+        inner = transport or httpx.AsyncHTTPTransport(
+            verify=not s.base_url.startswith("http://"),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
+        secret = s.api_key.get_secret_value() if s.api_key else None
+        return RecordingTransport(inner, s.record_path, base_url=self.base_url, secret=secret)
 
     async def list_models(self) -> list[str]:
         """Ids the service lists at GET /models; ApiError when it cannot be asked."""

@@ -43,6 +43,8 @@ ENV_VARS: dict[str, str] = {
     "plan": "SUPPORTBOT_PLAN",
     "retention_days": "SUPPORTBOT_RETENTION_DAYS",
     "concurrency_limit": "SUPPORTBOT_CONCURRENCY",
+    "record_path": "SUPPORTBOT_RECORD",
+    "cassette_path": "SUPPORTBOT_CASSETTE",
 }
 
 
@@ -53,7 +55,8 @@ class Settings(BaseModel):
 
     api_key: SecretStr | None = None
     base_url: str = DEFAULT_BASE_URL
-    engine: Literal["auto", "live", "offline"] = "auto"
+    # "replay" answers from a recorded cassette (cassette_path) through the same SDK path.
+    engine: Literal["auto", "live", "offline", "replay"] = "auto"
     data_dir: Path = Path("data")
     max_tool_steps: int = Field(6, ge=1, le=50)
     request_timeout: float = Field(60.0, gt=0, le=600)
@@ -69,6 +72,9 @@ class Settings(BaseModel):
     plan: str = "pro"
     retention_days: int | None = Field(None, ge=1)
     concurrency_limit: int = Field(64, ge=1, le=1024)
+    # Append every request and response to this JSON-lines file (never the key or headers).
+    record_path: Path | None = None
+    cassette_path: Path | None = None
 
     @classmethod
     def load(
@@ -109,6 +115,12 @@ class Settings(BaseModel):
         """Raise ConfigError for combinations no single field can catch."""
         if self.engine == "live" and self.api_key is None:
             raise ConfigError("OXLO_API_KEY", "SUPPORTBOT_ENGINE=live needs an API key")
+        if self.engine == "replay":
+            if self.cassette_path is None:
+                needs = "SUPPORTBOT_ENGINE=replay needs a cassette: a file recorded with SUPPORTBOT_RECORD"
+                raise ConfigError("SUPPORTBOT_CASSETTE", needs)
+            if not Path(self.cassette_path).is_file():
+                raise ConfigError("SUPPORTBOT_CASSETTE", f"no such file: {self.cassette_path}")
         if self.live and not self.base_url.startswith(("http://", "https://")):
             raise ConfigError("OXLO_BASE_URL", f"must start with http:// or https:// (got {self.base_url!r})")
 

@@ -3,6 +3,7 @@
     SupportbotError                 base: a message a person can act on
     ├── ConfigError                 a bad setting; carries ``variable``
     ├── CatalogError                a bad asset entry (catalog, pricing, routing); carries ``entry``
+    │   └── ScenarioError           a bad QA scenario file; ``entry`` is the file
     ├── AttachmentError             an upload we will not send; carries ``filename``
     │   ├── ImageRejected           not a usable image (corrupt, bomb, too large, wrong kind)
     │   └── LogRejected             not a usable log (binary, undecodable, over a cap)
@@ -33,6 +34,10 @@ class CatalogError(SupportbotError):
     def __init__(self, entry: str, message: str) -> None:
         self.entry = entry
         super().__init__(f"{entry}: {message}")
+
+
+class ScenarioError(CatalogError):
+    """A QA scenario file is invalid; the message names the file and the field."""
 
 
 class AttachmentError(SupportbotError):

@@ -68,10 +68,12 @@ class Services:
     @property
     def engine_label(self) -> str:
         """What the header badge says."""
+        if self.settings.engine == "replay":
+            return f"Replay — {Path(self.settings.cassette_path or '').name}"
         return "Offline demo engine" if self.clients.engine is not None else f"Live — Oxlo at {self.settings.base_url}"
 
     async def check_catalog(self) -> Catalog:
         """Flag catalog models the live service does not list (never drop them); ApiError when it cannot be asked."""
-        if self.clients.engine is None:
+        if self.clients.engine is None and self.settings.engine != "replay":
             self.catalog = self.catalog.with_service_ids(await self.clients.list_models())
         return self.catalog
