@@ -7,11 +7,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from supportbot.config import ASSETS_DIR, Settings
 from supportbot.conversation import TurnRunner

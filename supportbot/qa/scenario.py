@@ -33,10 +33,10 @@ Every table forbids unknown keys; errors name the file and the field.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from supportbot.config import ASSETS_DIR
