@@ -371,3 +371,21 @@ def test_the_route_panel_survives_hostile_or_old_routes():
     panel = render.routes_html(session)
     assert "<script>" not in panel and "&lt;script&gt;" in panel and "<b>careful" not in panel
     assert panel.count("<li>") == 1
+
+
+def test_when_no_vision_model_is_usable_a_screenshot_is_refused_clearly_and_changes_nothing(tmp_path: Path):
+    with start_server(OfflineEngine(model_ids=["llama-3.3-70b", "gemma-3-27b"])) as server:
+        services = live_services(tmp_path, server.base_url, "free")
+        asyncio.run(services.check_catalog())
+        runner, session = TurnRunner(services), Session()
+
+        async def turn(text, files=None):
+            return [e async for e in runner.run(session, text, files)]
+
+        with pytest.raises(CatalogError) as info:
+            asyncio.run(turn("What does this error mean?", [SCREENSHOT]))
+        assert "no model can take images" in str(info.value) and "Gemma 3 27B (not on your plan)" in str(info.value)
+        assert "Gemma 3 4B" in str(info.value) and "(not listed by the service)" in str(info.value)
+        assert (session.turn, session.messages, server.engine.requests) == (0, [], [])
+        asyncio.run(turn("Where is my order #48291?"))  # still usable
+        assert session.routes[0]["model"] == "llama-3.3-70b" and server.engine.requests[0]["model"] == "llama-3.3-70b"

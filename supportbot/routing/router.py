@@ -21,12 +21,12 @@ an incapable one is switched with the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from supportbot.errors import CatalogError
 from supportbot.events import RouteDecision, Skipped
-from supportbot.routing.catalog import NO_IMAGES, TIER_UNPUBLISHED, TOO_SMALL, Catalog, ModelInfo
+from supportbot.routing.candidates import Pick, pick_models, skips_text
+from supportbot.routing.catalog import Catalog, ModelInfo
 from supportbot.routing.policy import RoutingPolicy, load_policy, plan_tiers
 from supportbot.routing.tokens import with_margin
 from supportbot.vocabulary import CHARS_PER_TOKEN, detect_language, find_order_ids, language_name
@@ -82,63 +82,6 @@ def _fmt(tokens: int) -> str:
     )
 
 
-# --- choosing among candidates ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Pick:
-    """Candidates split into usable (best first) and skipped (with why), in preference order."""
-
-    usable: list[ModelInfo]
-    skipped: list[Skipped]
-
-
-def _pick(
-    catalog: Catalog,
-    policy: RoutingPolicy,
-    ids: list[str],
-    need: int | None,
-    *,
-    images: bool = False,
-    order: Callable[[ModelInfo], int] | None = None,
-    largest: bool = False,
-) -> _Pick:
-    """Filter ``ids`` by the service list, the plan, images and ``need`` (None: any window), then rank:
-    by ``order`` within known-included, then unpublished tiers; ``largest``: by window first (nothing
-    fits, so the most room wins)."""
-    usable, skipped = [], []
-    for model_id in dict.fromkeys(ids):
-        if model_id not in catalog:
-            continue
-        m = catalog.get(model_id)
-        why = catalog.unavailable(m)
-        if why is None and m.tier == "unknown" and policy.unknown_tier == "exclude":
-            why = TIER_UNPUBLISHED
-        if why is None and images and not m.capabilities.vision:
-            why = NO_IMAGES
-        if why is None and need is not None and need > m.context_window:
-            why = TOO_SMALL
-        if why:
-            skipped.append(Skipped(m.id, why))
-        else:
-            usable.append(m)
-
-    def rank(m: ModelInfo) -> tuple[int, bool, int]:
-        # Oxlo publishes no tier for some models: they may 403, so the known-included go first.
-        later = policy.unknown_tier == "after_known" and catalog.on_plan(m) is None
-        return (-m.context_window if largest else 0, later, order(m) if order else 0)
-
-    return _Pick(sorted(usable, key=rank), skipped)  # sorted() is stable: preference order within a rank
-
-
-def _skips_text(catalog: Catalog, skipped: list[Skipped]) -> str:
-    """'Gemma 3 27B, Kimi K2.6 (not on your plan); Kimi VL A3B (not listed by the service)'."""
-    by_reason: dict[str, list[str]] = {}
-    for s in skipped:
-        by_reason.setdefault(s.reason, []).append(catalog.get(s.model).name if s.model in catalog else s.model)
-    return "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items())
-
-
 def _plan_name(catalog: Catalog) -> str:
     return f"your {catalog.plan.title()} plan" if catalog.plan else "your plan"
 
@@ -157,7 +100,7 @@ def _decision(
     skipped = [s for s in skipped if s.model != m.id]
     notes = [reason]
     if skipped:
-        notes.append(f"Skipped: {_skips_text(catalog, skipped)}.")
+        notes.append(f"Skipped: {skips_text(catalog, skipped)}.")
     if m.tier == "unknown":
         notes.append(f"Oxlo does not publish {m.name}'s tier: assumed on {_plan_name(catalog)}.")
     if not catalog.checked:
@@ -177,7 +120,7 @@ def _decision(
 
 
 def _nothing_usable(what: str, catalog: Catalog, skipped: list[Skipped]) -> CatalogError:
-    detail = _skips_text(catalog, skipped) or "no candidates in routing.json"
+    detail = skips_text(catalog, skipped) or "no candidates in routing.json"
     return CatalogError(
         "route",
         f"no model can take {what} automatically: {detail}. Choose a model by hand, or check SUPPORTBOT_PLAN, "
@@ -275,12 +218,12 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
     if facts.images:
         return _route_images(facts, catalog, policy, need)
 
-    triage_pick = _pick(catalog, policy, prefs.get("triage", []), None)
+    triage_pick = pick_models(catalog, policy, prefs.get("triage", []), None)
     lead, carried = "", list(triage_pick.skipped)
     if triage_pick.usable:
         triage = triage_pick.usable[0]
     else:  # no triage model is usable: any usable model answers routine questions
-        anyone = _pick(catalog, policy, catalog.ids(), None)
+        anyone = pick_models(catalog, policy, catalog.ids(), None)
         if not anyone.usable:
             raise _nothing_usable("this turn", catalog, anyone.skipped)
         triage = anyone.usable[0]
@@ -288,16 +231,16 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
     if need > triage.context_window:
         return _route_long(facts, catalog, policy, need, triage, carried)
 
-    def fell_through(category: str, pick: _Pick, why: str) -> None:
+    def fell_through(category: str, pick: Pick, why: str) -> None:
         nonlocal lead
         carried.extend(pick.skipped)
-        lead += f"{why}, but no {category} model can take it ({_skips_text(catalog, pick.skipped) or 'none listed'}). "
+        lead += f"{why}, but no {category} model can take it ({skips_text(catalog, pick.skipped) or 'none listed'}). "
 
     lang = detect_language(facts.text)
     if lang == "en" and facts.history and len(facts.text) < 40:
         lang = detect_language(" ".join(facts.history[-3:] + [facts.text]))  # a short "sí, gracias" keeps the language
     if lang != "en":
-        pick = _pick(catalog, policy, prefs.get("multilingual", []), need)
+        pick = pick_models(catalog, policy, prefs.get("multilingual", []), need)
         why = f"The customer writes in {language_name(lang)}"
         if pick.usable:
             m = pick.usable[0]
@@ -310,7 +253,7 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
     hits = _words(facts.text, policy.reasoning_keywords)
     if facts.log_tokens or hits:
         why = "A log is attached" if facts.log_tokens else f"Troubleshooting words ({', '.join(hits[:3])})"
-        pick = _pick(catalog, policy, prefs.get("reasoning", []), need)
+        pick = pick_models(catalog, policy, prefs.get("reasoning", []), need)
         if pick.usable:
             m = pick.usable[0]
             reason = f"{lead}{why}: {m.name} reasons through errors and logs."
@@ -319,7 +262,7 @@ def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need:
 
     actions = count_actions(facts.text, policy)
     if actions >= policy.min_actions_for_agentic:
-        pick = _pick(catalog, policy, prefs.get("agentic", []), need)
+        pick = pick_models(catalog, policy, prefs.get("agentic", []), need)
         why = f"{actions} actions asked for in one message"
         if pick.usable:
             m = pick.usable[0]
@@ -336,7 +279,7 @@ def _route_images(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, nee
     prefs = policy.preferences
     ids = prefs.get("vision", []) + [m.id for m in catalog.in_category("vision")]
     n = "a screenshot" if facts.images == 1 else f"{facts.images} images"
-    pick = _pick(catalog, policy, ids, need, images=True)
+    pick = pick_models(catalog, policy, ids, need, images=True)
     if pick.usable:
         m = pick.usable[0]
         also = (
@@ -346,7 +289,7 @@ def _route_images(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, nee
         )
         reason = f"{n.capitalize()} attached: {m.name} reads images{also}."
         return _decision(catalog, m, "vision", reason, need, "vision", pick.usable, pick.skipped)
-    big = _pick(catalog, policy, ids, None, images=True, largest=True)
+    big = pick_models(catalog, policy, ids, None, images=True, largest=True)
     if not big.usable:
         raise _nothing_usable("images", catalog, big.skipped)
     biggest = big.usable[0]
@@ -374,7 +317,7 @@ def _route_long(
 ) -> RouteDecision:
     ids = policy.preferences.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]
     what = "the attached log" if facts.log_tokens > facts.history_tokens else "the conversation"
-    pick = _pick(catalog, policy, ids, need, order=lambda m: m.context_window)
+    pick = pick_models(catalog, policy, ids, need, order=lambda m: m.context_window)
     if pick.usable:
         m = pick.usable[0]
         reason = (
@@ -382,7 +325,7 @@ def _route_long(
             f"window: {m.name} ({_fmt(m.context_window)}) is the smallest that fits."
         )
         return _decision(catalog, m, "long_context", reason, need, "long_context", pick.usable, carried + pick.skipped)
-    big = _pick(catalog, policy, ids, None, largest=True)
+    big = pick_models(catalog, policy, ids, None, largest=True)
     if not big.usable:
         raise _nothing_usable("a prompt this long", catalog, carried + big.skipped)
     biggest = big.usable[0]

@@ -25,7 +25,7 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     """'Auto' then every catalog model, grouped by its first category: vision, tier and warnings marked."""
     catalog = services.catalog
     plan = (catalog.plan or "").title()
-    choices = [(f"Auto — route every turn ({plan} plan)" if plan else "Auto — route every turn", AUTO)]
+    choices = [(f"Auto — {plan} plan" if plan else "Auto — route every turn", AUTO)]  # short: the box is narrow
     for category in ("triage", "reasoning", "multilingual", "long_context", "agentic", "vision"):
         for m in catalog:
             if m.categories[0] == category:

@@ -236,7 +236,7 @@ def _route_extras(r: dict[str, Any]) -> tuple[str, str]:
         return chip, ""
     return (
         chip,
-        f'<details class="sb-skipped"><summary>skipped {len(items)}</summary><ul>{"".join(items)}</ul></details>',
+        f'<details class="sb-skipped"><summary>{len(items)} skipped</summary><ul>{"".join(items)}</ul></details>',
     )
 
 
