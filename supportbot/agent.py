@@ -324,10 +324,16 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
             status,
         )
     if isinstance(exc, openai.PermissionDeniedError):
+        plan = settings.plan.title()
+        needs = (
+            f"Oxlo does not publish {model.name}'s tier"
+            if model.tier == "unknown"
+            else f"{model.name} needs the {model.tier.title()} tier"
+        )
         return ApiError(
             "forbidden",
-            f"Not allowed (403): your plan may not include {model.name} or a plan limit was reached. Choose another "
-            f"model or check your plan. {detail}",
+            f"Not allowed (403) on your {plan} plan (SUPPORTBOT_PLAN): {needs}, or a plan limit was reached. Choose "
+            f"a model your plan includes (Auto routes only to those) or upgrade. {detail}",
             status,
         )
     if isinstance(exc, openai.NotFoundError):

@@ -13,6 +13,14 @@ Purpose = Literal["answer", "tool_round", "ticket_extraction", "ticket_repair", 
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A model automatic routing passed over, and why ("not on your plan", "not listed by the service", ...)."""
+
+    model: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RouteDecision:
     """Which model a turn goes to, and why, in words a person understands."""
 
@@ -25,10 +33,13 @@ class RouteDecision:
     context_window: int = 0
     reduce_logs_to: int | None = None  # token budget for attached logs when they must be reduced
     rule: str = ""  # machine-readable rule name, e.g. "vision", "long_context", "manual"
+    # Added fields (the ones above are a public promise in /session ``routes``):
+    skipped: tuple[Skipped, ...] = ()  # candidates passed over, in preference order
+    warning: str | None = None  # a manual choice the plan or the service may refuse
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for /session and persistence (lists, as JSON has no tuples)."""
-        return asdict(self) | {"fallbacks": list(self.fallbacks)}
+        return asdict(self) | {"fallbacks": list(self.fallbacks), "skipped": [asdict(s) for s in self.skipped]}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from supportbot.client import ClientFactory
 from supportbot.config import Settings
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
-from supportbot.routing.router import RoutingPolicy, load_policy
+from supportbot.routing.router import RoutingPolicy, load_policy, plan_tiers
 from supportbot.storage.history import History
 from supportbot.storage.store import Store
 
@@ -44,16 +44,21 @@ class Services:
         """
         settings.check()
         catalog = load_catalog(settings.catalog_path)
+        policy, pricing = load_policy(catalog=catalog), load_pricing()
+        # Automatic routes use only what SUPPORTBOT_PLAN includes (a bad plan stops start-up, named).
+        catalog = catalog.for_plan(settings.plan, plan_tiers(policy, settings.plan, (p.name for p in pricing.plans)))
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         db = data_dir / DB_NAME
         windows = {m.id: m.context_window for m in catalog}
         clients = ClientFactory(settings, engine, context_windows=windows, transport=transport)
+        if clients.engine is not None:  # the in-process engine's model list is known without a request
+            catalog = catalog.with_service_ids(clients.engine.model_ids)
         return cls(
             settings,
             catalog,
-            load_policy(catalog=catalog),
-            load_pricing(),
+            policy,
+            pricing,
             Store(db),
             History(db),
             clients,
@@ -73,7 +78,8 @@ class Services:
         return "Offline demo engine" if self.clients.engine is not None else f"Live — Oxlo at {self.settings.base_url}"
 
     async def check_catalog(self) -> Catalog:
-        """Flag catalog models the live service does not list (never drop them); ApiError when it cannot be asked."""
+        """Read the live service's model list into the catalog (unlisted models are flagged, never dropped, and
+        automatic routing skips them); ApiError when it cannot be asked, and the catalog stays "not checked"."""
         if self.clients.engine is None and self.settings.engine != "replay":
             self.catalog = self.catalog.with_service_ids(await self.clients.list_models())
         return self.catalog

@@ -104,8 +104,10 @@ def test_a_support_conversation_in_the_browser(page):
     expect(last_bot).to_contain_text("vision model", timeout=TURN_TIMEOUT_MS)
     page.get_by_role("tab", name="🧭 Route").click()
     newest_route = page.locator(".sb-route").first  # newest first
-    expect(newest_route.locator("b")).to_have_text("kimi-vl-a3b", timeout=TURN_TIMEOUT_MS)
+    expect(newest_route.locator("b")).to_have_text("llama-4-maverick", timeout=TURN_TIMEOUT_MS)  # Pro's first
     expect(newest_route).to_contain_text("vision")
+    expect(newest_route).to_contain_text("Gemma 3 27B")  # and why the seed's Premium model was skipped
+    expect(newest_route).to_contain_text("not on your plan")
     expect(submit).to_be_visible(timeout=TURN_TIMEOUT_MS)
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ from supportbot.engine import OfflineEngine
 from supportbot.errors import SupportbotError
 from supportbot.events import Done, ErrorEvent, Notice, RouteChosen, TicketUpdated, UsageReported
 from supportbot.memory import compact
+from supportbot.routing.catalog import load_catalog
 from supportbot.services import Services
 from supportbot.session import Session
 
@@ -115,12 +116,13 @@ def test_a_3m_token_log_is_reduced_with_a_header_and_still_answered(
 def test_an_image_never_reaches_a_text_model_in_later_turns(runner: TurnRunner, engine: OfflineEngine):
     session = Session()
     run(runner, session, "what is this?", [Path("assets/samples/checkout-error.png")])
-    assert session.routes[0]["model"] == "kimi-vl-a3b"
+    assert session.routes[0]["model"] == "llama-4-maverick"  # the first vision model on the default Pro plan
     first = engine.requests[0]["messages"][-1]["content"]
     assert any(part["type"] == "image_url" and part["image_url"]["url"].startswith("data:image/") for part in first)
+    first_turn_requests = len(engine.requests)  # a vision model with tools may make a tool round
     run(runner, session, "thanks, and where is order #48291?")
     assert session.routes[1]["model"] == "llama-3.3-70b"
-    later = [m for r in engine.requests[1:] for m in r["messages"]]
+    later = [m for r in engine.requests[first_turn_requests:] for m in r["messages"]]
     assert not any(isinstance(m.get("content"), list) for m in later)
 
 
@@ -167,8 +169,6 @@ def test_extraction_repairs_invalid_json_once(runner: TurnRunner, engine: Offlin
 
 
 def test_compaction_is_visible_and_keeps_recent_turns():
-    from supportbot.routing.catalog import load_catalog
-
     model = load_catalog().get("qwen-3-32b")
     history = []
     for i in range(40):
@@ -243,7 +243,7 @@ def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
         services = Services.create(settings)
         catalog = asyncio.run(services.check_catalog())
     assert "glm-5" in catalog.unlisted and "llama-3.3-70b" not in catalog.unlisted
-    assert len(catalog.models) == 10
+    assert len(catalog.models) == len(load_catalog().models)
 
 
 def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(slow_runner: TurnRunner):

@@ -6,15 +6,24 @@ import pytest
 
 from supportbot.routing import tokens
 from supportbot.routing.catalog import load_catalog
-from supportbot.routing.router import TurnFacts, count_actions, load_policy, route
+from supportbot.routing.router import TurnFacts, count_actions, load_policy, plan_tiers, route
 from supportbot.vocabulary import detect_language
 
-CATALOG = load_catalog()
-POLICY = load_policy(catalog=CATALOG)
+BASE = load_catalog()
+POLICY = load_policy(catalog=BASE)
 
 
-def decide(facts: TurnFacts, selected: str | None = None):
-    return route(facts, CATALOG, POLICY, selected)
+def catalog_for(plan: str):
+    """The catalog as the app holds it on ``plan`` with a service that lists every model (the offline engine)."""
+    return BASE.for_plan(plan, plan_tiers(POLICY, plan)).with_service_ids(BASE.ids())
+
+
+CATALOG = catalog_for("pro")  # the default SUPPORTBOT_PLAN
+PREMIUM = catalog_for("premium")
+
+
+def decide(facts: TurnFacts, selected: str | None = None, catalog=CATALOG):
+    return route(facts, catalog, POLICY, selected)
 
 
 def test_a_routine_question_goes_to_triage():
@@ -23,11 +32,16 @@ def test_a_routine_question_goes_to_triage():
     assert "Llama 3.3 70B" in d.reason
 
 
-def test_an_image_goes_to_kimi_vl_with_gemma_as_fallback():
+def test_an_image_goes_to_the_first_vision_model_on_the_plan():
+    # Pro: the seed's pair is passed over (Kimi VL A3B's tier is unpublished, so it comes after the
+    # Pro models; Gemma 3 27B and Kimi K2.6 are Premium), so Llama 4 Maverick, then Ministral 14B.
     d = decide(TurnFacts("what does this error mean", images=1))
-    assert (d.model, d.category) == ("kimi-vl-a3b", "vision")
-    assert d.fallbacks[0] == "gemma-3-27b"
+    assert (d.model, d.category) == ("llama-4-maverick", "vision")
+    assert d.fallbacks == ("ministral-14b", "gemma-3-4b", "kimi-vl-a3b")
     assert "screenshot" in d.reason.lower()
+    d = decide(TurnFacts("what does this error mean", images=1), catalog=PREMIUM)
+    assert (d.model, d.fallbacks[:2]) == ("gemma-3-27b", ("kimi-k2.6", "llama-4-maverick"))
+    assert d.fallbacks[-1] == "kimi-vl-a3b"
 
 
 def test_an_image_never_goes_to_a_text_only_model_even_when_chosen():
@@ -38,23 +52,26 @@ def test_an_image_never_goes_to_a_text_only_model_even_when_chosen():
 
 
 def test_a_capable_manual_choice_wins():
-    d = decide(TurnFacts("look", images=1), selected="gemma-3-27b")
-    assert (d.model, d.rule) == ("gemma-3-27b", "manual")
+    d = decide(TurnFacts("look", images=1), selected="ministral-14b")
+    assert (d.model, d.rule, d.warning) == ("ministral-14b", "manual", None)
+    assert d.fallbacks[0] == "llama-4-maverick"  # what Auto would have chosen comes first
     assert decide(TurnFacts("hello"), selected="deepseek-v3.2").model == "deepseek-v3.2"
 
 
 @pytest.mark.parametrize(
-    ("log_tokens", "model", "rule"),
+    ("plan", "log_tokens", "model", "rule"),
     [
-        (100_000, "deepseek-r1-0528", "reasoning"),  # fits triage: a log is troubleshooting
-        (150_000, "kimi-k2.6", "long_context"),  # over Llama's 131K: the smallest long-context model
-        (300_000, "deepseek-v4-flash", "long_context"),  # over Kimi's 262K
-        (880_000, "deepseek-v4-flash", "long_context"),
-        (3_000_000, "deepseek-v4-flash", "long_context_reduced"),  # beyond every window
+        ("pro", 100_000, "deepseek-r1-0528", "reasoning"),  # fits triage: a log is troubleshooting
+        ("premium", 100_000, "kimi-k2.6", "reasoning"),  # a known Premium model before an unpublished tier
+        ("premium", 150_000, "kimi-k2.6", "long_context"),  # over Llama's 131K: the smallest long-context model
+        ("pro", 150_000, "deepseek-v4-flash", "long_context"),  # Kimi K2.6 is Premium
+        ("premium", 300_000, "deepseek-v4-flash", "long_context"),  # over Kimi's 262K
+        ("pro", 880_000, "deepseek-v4-flash", "long_context"),
+        ("premium", 3_000_000, "deepseek-v4-flash", "long_context_reduced"),  # beyond every window: the largest
     ],
 )
-def test_logs_route_by_size(log_tokens: int, model: str, rule: str):
-    d = decide(TurnFacts("here is the log", log_tokens=log_tokens))
+def test_logs_route_by_size(plan: str, log_tokens: int, model: str, rule: str):
+    d = decide(TurnFacts("here is the log", log_tokens=log_tokens), catalog=catalog_for(plan))
     assert (d.model, d.rule) == (model, rule)
     assert d.est_tokens <= d.context_window or d.reduce_logs_to is not None
 
@@ -70,19 +87,21 @@ def largest_log_that_fits(window: int) -> int:
 
 
 @pytest.mark.parametrize(
-    ("model_id", "below", "above"),
+    ("plan", "model_id", "below", "above"),
     [
-        ("llama-3.3-70b", "deepseek-r1-0528", "kimi-k2.6"),  # the triage window
-        ("kimi-k2.6", "kimi-k2.6", "deepseek-v4-flash"),  # the first long-context window
-        ("deepseek-v4-flash", "deepseek-v4-flash", "deepseek-v4-flash"),
+        ("pro", "llama-3.3-70b", "deepseek-r1-0528", "deepseek-v4-flash"),  # the triage window
+        ("premium", "llama-3.3-70b", "kimi-k2.6", "kimi-k2.6"),
+        ("premium", "kimi-k2.6", "kimi-k2.6", "deepseek-v4-flash"),  # the first long-context window
+        ("pro", "deepseek-v4-flash", "deepseek-v4-flash", "deepseek-v4-flash"),
     ],  # the largest: above it, the log is reduced
 )
-def test_logs_just_below_at_and_above_each_window(model_id: str, below: str, above: str):
-    fits = largest_log_that_fits(CATALOG.get(model_id).context_window)
+def test_logs_just_below_at_and_above_each_window(plan: str, model_id: str, below: str, above: str):
+    catalog = catalog_for(plan)
+    fits = largest_log_that_fits(catalog.get(model_id).context_window)
     for n in (fits - 1000, fits):
-        d = decide(TurnFacts("log", log_tokens=n))
+        d = decide(TurnFacts("log", log_tokens=n), catalog=catalog)
         assert d.model == below and d.reduce_logs_to is None and d.est_tokens <= d.context_window
-    d = decide(TurnFacts("log", log_tokens=fits + 1))
+    d = decide(TurnFacts("log", log_tokens=fits + 1), catalog=catalog)
     assert d.model == above
     if model_id == "deepseek-v4-flash":
         assert d.reduce_logs_to is not None and d.reduce_logs_to <= fits
@@ -175,7 +194,8 @@ def test_choosing_the_largest_model_for_an_oversized_log_still_reduces_it():
 
 
 def test_an_image_with_a_history_too_long_for_vision_models_compacts():
-    d = decide(TurnFacts("and this?", images=1, history_tokens=400_000, reducible_log=False))
+    d = decide(TurnFacts("and this?", images=1, history_tokens=2_000_000, reducible_log=False))
     assert CATALOG.get(d.model).capabilities.vision and d.rule == "compact"
+    assert d.model == "llama-4-maverick"  # the largest vision window on Pro
     assert "compacted" in d.reason and d.reduce_logs_to is None
     assert len(d.fallbacks) == len(set(d.fallbacks))

@@ -42,7 +42,9 @@ def test_a_text_turn_calls_a_tool_seen_in_session(client: Client):
 def test_a_screenshot_goes_to_a_vision_model(client: Client):
     session = turn(client, "What does this error mean?", [str(SAMPLES / "checkout-error.png")])
     route = session["routes"][-1]
-    assert route["model"] == "kimi-vl-a3b" and route["category"] == "vision" and "reads images" in route["reason"]
+    # The default plan is Pro: the first Pro vision model the (offline) service lists.
+    assert route["model"] == "llama-4-maverick" and route["category"] == "vision" and "reads images" in route["reason"]
+    assert {"model": "gemma-3-27b", "reason": "not on your plan"} in route["skipped"]
     user = [m for m in session["messages"] if m["role"] == "user"][-1]
     image = user["attachments"][0]
     assert image["kind"] == "image" and (image["width"], image["height"]) == (1440, 900)
@@ -52,7 +54,9 @@ def test_a_screenshot_goes_to_a_vision_model(client: Client):
 def test_a_long_log_goes_to_a_long_context_model_and_is_analysed(client: Client):
     session = turn(client, "Our checkout keeps failing, here is the log", [str(SAMPLES / "checkout-service.log")])
     route = session["routes"][-1]
-    assert route["category"] == "long_context" and route["model"] == "kimi-k2.6"
+    # Kimi K2.6 is Premium: on the default Pro plan the long-context model is DeepSeek V4 Flash.
+    assert route["category"] == "long_context" and route["model"] == "deepseek-v4-flash"
+    assert {"model": "kimi-k2.6", "reason": "not on your plan"} in route["skipped"]
     answer = session["messages"][-1]["content"]
     assert "3,0" in answer or "lines" in answer.lower()  # the engine's real analysis: line count and levels
     assert "ERROR" in answer

@@ -1,8 +1,8 @@
-"""Route a turn to a model, with a reason a person understands. Pure: no I/O here
-beyond loading the editable policy file once.
+"""Route a turn to a model, with a reason a person understands. Pure: no I/O here.
 
 Rules, first match wins (each tested in tests/test_router.py):
-1. images attached -> a vision model (never a text-only one);
+1. images attached -> a vision model (never a text-only one), the first whose window also
+   holds any attached log; when none does, the largest, with the log reduced;
 2. the estimated prompt exceeds the triage model's window -> the smallest
    long-context model that fits; beyond every window -> the largest, with the
    logs reduced to fit (or, with no logs to reduce, old turns compacted);
@@ -10,53 +10,28 @@ Rules, first match wins (each tested in tests/test_router.py):
 4. troubleshooting, errors, code or logs -> a reasoning model;
 5. several actions in one message -> an agentic model;
 6. otherwise -> the triage model.
-A capable manual selection wins; an incapable one is switched with the reason.
+Automatic routes only use models the plan includes (``Catalog.plan``) and, when the service's
+model list was read, models it lists; the others are named in ``skipped`` with the reason. A
+model whose tier is not published is used after the known-included ones (routing.json
+``unknown_tier``). ``fallbacks`` are the other usable candidates, in the same order.
+A capable manual selection wins, with a warning when the plan or the service may refuse it;
+an incapable one is switched with the reason.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from supportbot.config import ASSETS_DIR
 from supportbot.errors import CatalogError
-from supportbot.events import RouteDecision
-from supportbot.routing.catalog import CATEGORIES, Catalog, ModelInfo
+from supportbot.events import RouteDecision, Skipped
+from supportbot.routing.candidates import Pick, pick_models, skips_text
+from supportbot.routing.catalog import Catalog, ModelInfo
+from supportbot.routing.policy import RoutingPolicy, load_policy, plan_tiers
 from supportbot.routing.tokens import with_margin
 from supportbot.vocabulary import CHARS_PER_TOKEN, detect_language, find_order_ids, language_name
 
-
-class RoutingPolicy(BaseModel):
-    """The editable routing preferences and thresholds (assets/routing.json)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    preferences: dict[str, list[str]]
-    safety_margin: float = Field(0.10, ge=0, le=1)
-    min_actions_for_agentic: int = Field(2, ge=2)
-    reasoning_keywords: list[str] = []
-    action_verbs: dict[str, list[str]] = {}
-
-
-def load_policy(path: Path | None = None, catalog: Catalog | None = None) -> RoutingPolicy:
-    """Load the policy; an unknown category or model id raises CatalogError naming it."""
-    path = Path(path or ASSETS_DIR / "routing.json")
-    try:
-        policy = RoutingPolicy.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise CatalogError(path.name, str(exc).splitlines()[0]) from None
-    for category, ids in policy.preferences.items():
-        if category not in CATEGORIES:
-            raise CatalogError(
-                f"{path.name} preferences.{category}", f"unknown category; use one of {', '.join(CATEGORIES)}"
-            )
-        for model_id in ids:
-            if catalog is not None and model_id not in catalog:
-                raise CatalogError(f"{path.name} preferences.{category}", f"model {model_id!r} is not in the catalog")
-    return policy
+__all__ = ["RoutingPolicy", "TurnFacts", "count_actions", "load_policy", "plan_tiers", "route"]
 
 
 @dataclass(frozen=True)
@@ -97,19 +72,6 @@ def count_actions(text: str, policy: RoutingPolicy) -> int:
     return len(verbs) + extra_orders
 
 
-def _fits(model: ModelInfo, need: int) -> bool:
-    return need <= model.context_window
-
-
-def _first(catalog: Catalog, ids: list[str], need: int, *, vision: bool = False) -> ModelInfo | None:
-    for model_id in ids:
-        if model_id in catalog:
-            m = catalog.get(model_id)
-            if _fits(m, need) and (m.capabilities.vision or not vision):
-                return m
-    return None
-
-
 def _fmt(tokens: int) -> str:
     return (
         f"{tokens / 1_000_000:.1f}M"
@@ -120,212 +82,277 @@ def _fmt(tokens: int) -> str:
     )
 
 
+def _plan_name(catalog: Catalog) -> str:
+    return f"your {catalog.plan.title()} plan" if catalog.plan else "your plan"
+
+
+def _decision(
+    catalog: Catalog,
+    m: ModelInfo,
+    category: str,
+    reason: str,
+    need: int,
+    rule: str,
+    fallbacks: list[ModelInfo],
+    skipped: list[Skipped],
+    **extra,
+) -> RouteDecision:
+    skipped = [s for s in skipped if s.model != m.id]
+    notes = [reason]
+    if skipped:
+        notes.append(f"Skipped: {skips_text(catalog, skipped)}.")
+    if m.tier == "unknown":
+        notes.append(f"Oxlo does not publish {m.name}'s tier: assumed on {_plan_name(catalog)}.")
+    if not catalog.checked:
+        notes.append("The service's model list could not be checked.")
+    return RouteDecision(
+        m.id,
+        category,
+        " ".join(notes),
+        tuple(dict.fromkeys(f.id for f in fallbacks if f.id != m.id)),
+        None,
+        need,
+        m.context_window,
+        rule=rule,
+        skipped=tuple(skipped),
+        **extra,
+    )
+
+
+def _nothing_usable(what: str, catalog: Catalog, skipped: list[Skipped]) -> CatalogError:
+    detail = skips_text(catalog, skipped) or "no candidates in routing.json"
+    return CatalogError(
+        "route",
+        f"no model can take {what} automatically: {detail}. Choose a model by hand, or check SUPPORTBOT_PLAN, "
+        "assets/models.json and assets/routing.json.",
+    )
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
 def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: str | None = None) -> RouteDecision:
     """Decide the model for a turn; see the module docstring for the rules."""
     need = with_margin(facts.prompt_tokens(), policy.safety_margin)
-    auto = _route_auto(facts, catalog, policy, need)
     if not selected or selected == "auto":
-        return auto
+        return _route_auto(facts, catalog, policy, need)
     chosen = catalog.get(selected)
+    try:
+        auto: RouteDecision | None = _route_auto(facts, catalog, policy, need)
+    except CatalogError:
+        if (facts.images and not chosen.capabilities.vision) or (need > chosen.context_window and facts.log_tokens):
+            raise
+        auto = None  # nothing automatic is usable, but the user's own choice can take the turn
     if facts.images and not chosen.capabilities.vision:
-        return _replace(
+        assert auto is not None
+        return replace(
             auto,
             switched_from=chosen.id,
             reason=f"{chosen.name} cannot read images, so this turn switched: {auto.reason}",
         )
-    if not _fits(chosen, need):
-        if (
-            facts.log_tokens and auto.model == chosen.id
-        ):  # the chosen model is the one auto picks: keep its log reduction
-            return _replace(auto, reason=f"You chose {chosen.name}. {auto.reason}", rule=f"manual_{auto.rule}")
-        if facts.log_tokens:
-            return _replace(
+    if need > chosen.context_window:
+        if facts.log_tokens and auto is not None and auto.model == chosen.id:
+            # the chosen model is the one auto picks: keep its log reduction
+            return _warned(
+                catalog,
+                chosen,
+                replace(auto, reason=f"You chose {chosen.name}. {auto.reason}", rule=f"manual_{auto.rule}"),
+            )
+        if facts.log_tokens and auto is not None:
+            return replace(
                 auto,
                 switched_from=chosen.id,
                 reason=f"The prompt (~{_fmt(need)} tokens) exceeds {chosen.name}'s {_fmt(chosen.context_window)} "
                 f"window, so this turn switched: {auto.reason}",
             )
         # The user insists on this model and only the history is too long: compact old turns.
-        return RouteDecision(
+        return _warned(
+            catalog,
+            chosen,
+            RouteDecision(
+                chosen.id,
+                chosen.categories[0],
+                f"You chose {chosen.name}; the conversation (~{_fmt(need)} tokens) exceeds its "
+                f"{_fmt(chosen.context_window)} window, so older turns are compacted into a summary.",
+                (),
+                None,
+                need,
+                chosen.context_window,
+                None,
+                "manual_compact",
+            ),
+        )
+    fallbacks = () if auto is None else tuple(i for i in (auto.model, *auto.fallbacks) if i != chosen.id)
+    return _warned(
+        catalog,
+        chosen,
+        RouteDecision(
             chosen.id,
             chosen.categories[0],
-            f"You chose {chosen.name}; the conversation (~{_fmt(need)} tokens) exceeds its "
-            f"{_fmt(chosen.context_window)} window, so older turns are compacted into a summary.",
-            (),
+            f"You chose {chosen.name}, and it can take this turn.",
+            tuple(dict.fromkeys(fallbacks)),
             None,
             need,
             chosen.context_window,
             None,
-            "manual_compact",
-        )
-    return RouteDecision(
-        chosen.id,
-        chosen.categories[0],
-        f"You chose {chosen.name}, and it can take this turn.",
-        auto.fallbacks,
-        None,
-        need,
-        chosen.context_window,
-        None,
-        "manual",
+            "manual",
+        ),
     )
 
 
-def _replace(d: RouteDecision, **changes) -> RouteDecision:
-    from dataclasses import replace
-
-    return replace(d, **changes)
-
-
-def _decision(
-    m: ModelInfo, category: str, reason: str, need: int, rule: str, fallbacks: list[str], **extra
-) -> RouteDecision:
-    return RouteDecision(
-        m.id,
-        category,
-        reason,
-        tuple(f for f in fallbacks if f != m.id),
-        None,
-        need,
-        m.context_window,
-        rule=rule,
-        **extra,
-    )
+def _warned(catalog: Catalog, chosen: ModelInfo, d: RouteDecision) -> RouteDecision:
+    """``d`` with a visible warning when the plan or the service may refuse the user's choice."""
+    if catalog.on_plan(chosen) is False:
+        plan = catalog.plan.title() if catalog.plan else "your plan"
+        warning = f"{chosen.name} needs the {chosen.tier_label} tier and your plan is {plan}: the service may refuse it"
+        warning += " (403)."
+    elif catalog.listed(chosen.id) is False:
+        warning = f"{chosen.name} is not listed by the service: it may not be served (404)."
+    else:
+        return d
+    return replace(d, warning=warning, reason=f"{d.reason} ⚠ {warning}")
 
 
 def _route_auto(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need: int) -> RouteDecision:
     prefs = policy.preferences
-    triage = catalog.get(prefs["triage"][0]) if prefs.get("triage") else catalog.models[0]
-
     if facts.images:
-        ids = list(dict.fromkeys(prefs.get("vision", []) + [m.id for m in catalog.in_category("vision")]))
-        m = _first(catalog, ids, need, vision=True)
-        n = "a screenshot" if facts.images == 1 else f"{facts.images} images"
-        if m:
-            return _decision(m, "vision", f"{n.capitalize()} attached: {m.name} reads images.", need, "vision", ids)
-        biggest = max(
-            (catalog.get(i) for i in ids if i in catalog and catalog.get(i).capabilities.vision),
-            key=lambda x: x.context_window,
-            default=None,
-        )
-        if biggest is None:
-            raise CatalogError(
-                "routing.json preferences.vision", "no vision-capable model in the catalog; images cannot be routed"
-            )
-        if facts.log_tokens and facts.reducible_log:
-            budget = _log_budget(facts, biggest, policy)
-            return _decision(
-                biggest,
-                "vision",
-                f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s "
-                f"{_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens.",
-                need,
-                "vision_reduced",
-                ids,
-                reduce_logs_to=budget,
-            )
-        return _decision(
-            biggest,
-            "vision",
-            f"{n.capitalize()} attached, and the conversation (~{_fmt(need)} tokens) is too long for "
-            f"{biggest.name}'s {_fmt(biggest.context_window)} window: older turns are compacted into a summary.",
-            need,
-            "compact",
-            ids,
-        )
+        return _route_images(facts, catalog, policy, need)
 
-    if not _fits(triage, need):
-        ids = list(dict.fromkeys(prefs.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]))
-        fitting = sorted(
-            (catalog.get(i) for i in set(ids) if i in catalog and _fits(catalog.get(i), need)),
-            key=lambda x: x.context_window,
-        )
-        what = "the attached log" if facts.log_tokens > facts.history_tokens else "the conversation"
-        if fitting:
-            m = fitting[0]
-            return _decision(
-                m,
-                "long_context",
-                f"The prompt with {what} is ~{_fmt(need)} tokens, over {triage.name}'s {_fmt(triage.context_window)} "
-                f"window: {m.name} ({_fmt(m.context_window)}) is the smallest that fits.",
-                need,
-                "long_context",
-                [x.id for x in fitting],
-            )
-        biggest = max((catalog.get(i) for i in set(ids) if i in catalog), key=lambda x: x.context_window)
-        if facts.log_tokens and facts.reducible_log:
-            budget = _log_budget(facts, biggest, policy)
-            return _decision(
-                biggest,
-                "long_context",
-                f"The log (~{_fmt(facts.log_tokens)} tokens) exceeds every model's window, even {biggest.name}'s "
-                f"{_fmt(biggest.context_window)}: it is reduced to ~{_fmt(budget)} tokens (repeats collapsed, errors "
-                "kept).",
-                need,
-                "long_context_reduced",
-                [biggest.id],
-                reduce_logs_to=budget,
-            )
-        return _decision(
-            biggest,
-            "long_context",
-            f"The conversation (~{_fmt(need)} tokens) exceeds every model's window: older turns are compacted into a "
-            f"summary for {biggest.name}.",
-            need,
-            "compact",
-            [biggest.id],
-        )
+    triage_pick = pick_models(catalog, policy, prefs.get("triage", []), None)
+    lead, carried = "", list(triage_pick.skipped)
+    if triage_pick.usable:
+        triage = triage_pick.usable[0]
+    else:  # no triage model is usable: any usable model answers routine questions
+        anyone = pick_models(catalog, policy, catalog.ids(), None)
+        if not anyone.usable:
+            raise _nothing_usable("this turn", catalog, anyone.skipped)
+        triage = anyone.usable[0]
+
+    if need > triage.context_window:
+        return _route_long(facts, catalog, policy, need, triage, carried)
+
+    def fell_through(category: str, pick: Pick, why: str) -> None:
+        nonlocal lead
+        carried.extend(pick.skipped)
+        lead += f"{why}, but no {category} model can take it ({skips_text(catalog, pick.skipped) or 'none listed'}). "
 
     lang = detect_language(facts.text)
     if lang == "en" and facts.history and len(facts.text) < 40:
         lang = detect_language(" ".join(facts.history[-3:] + [facts.text]))  # a short "sí, gracias" keeps the language
     if lang != "en":
-        m = _first(catalog, prefs.get("multilingual", []), need)
-        if m:
+        pick = pick_models(catalog, policy, prefs.get("multilingual", []), need)
+        why = f"The customer writes in {language_name(lang)}"
+        if pick.usable:
+            m = pick.usable[0]
+            reason = f"{lead}{why}: {m.name} handles multilingual support."
             return _decision(
-                m,
-                "multilingual",
-                f"The customer writes in {language_name(lang)}: {m.name} handles multilingual support.",
-                need,
-                "multilingual",
-                prefs["multilingual"],
+                catalog, m, "multilingual", reason, need, "multilingual", pick.usable, carried + pick.skipped
             )
+        fell_through("multilingual", pick, why)
 
     hits = _words(facts.text, policy.reasoning_keywords)
     if facts.log_tokens or hits:
         why = "A log is attached" if facts.log_tokens else f"Troubleshooting words ({', '.join(hits[:3])})"
-        m = _first(catalog, prefs.get("reasoning", []), need)
-        if m:
-            return _decision(
-                m,
-                "reasoning",
-                f"{why}: {m.name} reasons through errors and logs.",
-                need,
-                "reasoning",
-                prefs["reasoning"],
-            )
+        pick = pick_models(catalog, policy, prefs.get("reasoning", []), need)
+        if pick.usable:
+            m = pick.usable[0]
+            reason = f"{lead}{why}: {m.name} reasons through errors and logs."
+            return _decision(catalog, m, "reasoning", reason, need, "reasoning", pick.usable, carried + pick.skipped)
+        fell_through("reasoning", pick, why)
 
     actions = count_actions(facts.text, policy)
     if actions >= policy.min_actions_for_agentic:
-        m = _first(catalog, prefs.get("agentic", []), need)
-        if m:
-            return _decision(
-                m,
-                "agentic",
-                f"{actions} actions asked for in one message: {m.name} handles multi-step tool work.",
-                need,
-                "agentic",
-                prefs["agentic"],
-            )
+        pick = pick_models(catalog, policy, prefs.get("agentic", []), need)
+        why = f"{actions} actions asked for in one message"
+        if pick.usable:
+            m = pick.usable[0]
+            reason = f"{lead}{why}: {m.name} handles multi-step tool work."
+            return _decision(catalog, m, "agentic", reason, need, "agentic", pick.usable, carried + pick.skipped)
+        fell_through("agentic", pick, why)
 
-    return _decision(
-        triage,
-        "triage",
-        f"A routine support question: {triage.name} answers fast.",
-        need,
-        "triage",
-        prefs.get("triage", []),
+    routine = "Otherwise a routine support question" if lead else "A routine support question"
+    reason = f"{lead}{routine}: {triage.name} answers fast."
+    return _decision(catalog, triage, "triage", reason, need, "triage", triage_pick.usable, carried)
+
+
+def _route_images(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need: int) -> RouteDecision:
+    prefs = policy.preferences
+    ids = prefs.get("vision", []) + [m.id for m in catalog.in_category("vision")]
+    n = "a screenshot" if facts.images == 1 else f"{facts.images} images"
+    pick = pick_models(catalog, policy, ids, need, images=True)
+    if pick.usable:
+        m = pick.usable[0]
+        also = (
+            f" and its {_fmt(m.context_window)} window also holds the ~{_fmt(facts.log_tokens)}-token log"
+            if facts.log_tokens
+            else ""
+        )
+        reason = f"{n.capitalize()} attached: {m.name} reads images{also}."
+        return _decision(catalog, m, "vision", reason, need, "vision", pick.usable, pick.skipped)
+    big = pick_models(catalog, policy, ids, None, images=True, largest=True)
+    if not big.usable:
+        raise _nothing_usable("images", catalog, big.skipped)
+    biggest = big.usable[0]
+    # Nothing fits, so the window is not news: the skips worth naming are the other reasons. Another
+    # model can stand in only if it holds what this one is given (a log reduced or turns compacted for it).
+    fallbacks = [m for m in big.usable if m.context_window >= biggest.context_window]
+    if facts.log_tokens and facts.reducible_log:
+        budget = _log_budget(facts, biggest, policy)
+        reason = (
+            f"{n.capitalize()} attached, and the log is too long for {biggest.name}'s "
+            f"{_fmt(biggest.context_window)} window: the log is reduced to ~{_fmt(budget)} tokens."
+        )
+        return _decision(
+            catalog, biggest, "vision", reason, need, "vision_reduced", fallbacks, big.skipped, reduce_logs_to=budget
+        )
+    reason = (
+        f"{n.capitalize()} attached, and the conversation (~{_fmt(need)} tokens) is too long for "
+        f"{biggest.name}'s {_fmt(biggest.context_window)} window: older turns are compacted into a summary."
     )
+    return _decision(catalog, biggest, "vision", reason, need, "compact", fallbacks, big.skipped)
+
+
+def _route_long(
+    facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, need: int, triage: ModelInfo, carried: list[Skipped]
+) -> RouteDecision:
+    ids = policy.preferences.get("long_context", []) + [m.id for m in catalog.in_category("long_context")]
+    what = "the attached log" if facts.log_tokens > facts.history_tokens else "the conversation"
+    pick = pick_models(catalog, policy, ids, need, order=lambda m: m.context_window)
+    if pick.usable:
+        m = pick.usable[0]
+        reason = (
+            f"The prompt with {what} is ~{_fmt(need)} tokens, over {triage.name}'s {_fmt(triage.context_window)} "
+            f"window: {m.name} ({_fmt(m.context_window)}) is the smallest that fits."
+        )
+        return _decision(catalog, m, "long_context", reason, need, "long_context", pick.usable, carried + pick.skipped)
+    big = pick_models(catalog, policy, ids, None, largest=True)
+    if not big.usable:
+        raise _nothing_usable("a prompt this long", catalog, carried + big.skipped)
+    biggest = big.usable[0]
+    fallbacks = [m for m in big.usable if m.context_window >= biggest.context_window]
+    skipped = carried + big.skipped  # every window is too small: only the other reasons are news
+    if facts.log_tokens and facts.reducible_log:
+        budget = _log_budget(facts, biggest, policy)
+        reason = (
+            f"The log (~{_fmt(facts.log_tokens)} tokens) exceeds every model's window, even {biggest.name}'s "
+            f"{_fmt(biggest.context_window)}: it is reduced to ~{_fmt(budget)} tokens (repeats collapsed, errors kept)."
+        )
+        return _decision(
+            catalog,
+            biggest,
+            "long_context",
+            reason,
+            need,
+            "long_context_reduced",
+            fallbacks,
+            skipped,
+            reduce_logs_to=budget,
+        )
+    reason = (
+        f"The conversation (~{_fmt(need)} tokens) exceeds every model's window: older turns are compacted into a "
+        f"summary for {biggest.name}."
+    )
+    return _decision(catalog, biggest, "long_context", reason, need, "compact", fallbacks, skipped)
 
 
 def _log_budget(facts: TurnFacts, model: ModelInfo, policy: RoutingPolicy) -> int:

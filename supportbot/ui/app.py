@@ -22,13 +22,18 @@ from supportbot.ui.render import STEP_MODES
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
-    """'Auto' then every catalog model, grouped by its first category, vision marked."""
-    choices = [("Auto — route every turn", AUTO)]
+    """'Auto' then every catalog model, grouped by its first category: vision, tier and warnings marked."""
+    catalog = services.catalog
+    plan = (catalog.plan or "").title()
+    choices = [(f"Auto — {plan} plan" if plan else "Auto — route every turn", AUTO)]  # short: the box is narrow
     for category in ("triage", "reasoning", "multilingual", "long_context", "agentic", "vision"):
-        for m in services.catalog:
+        for m in catalog:
             if m.categories[0] == category:
-                flag = " ⚠ not listed by the service" if m.id in services.catalog.unlisted else ""
-                choices.append((f"{category.replace('_', ' ').title()} · {m.label}{flag}", m.id))
+                tier = "" if m.tier == "unknown" else f" · {m.tier_label}"
+                # Still selectable by hand: the flags say what the service or the plan may refuse.
+                flags = " ⚠ not listed by the service" if catalog.listed(m.id) is False else ""
+                flags += f" ⚠ above your {plan} plan" if catalog.on_plan(m) is False else ""
+                choices.append((f"{category.replace('_', ' ').title()} · {m.label}{tier}{flags}", m.id))
     return choices
 
 

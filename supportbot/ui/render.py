@@ -222,8 +222,26 @@ def _tool_row(c: dict[str, Any]) -> str:
     )
 
 
+def _route_extras(r: dict[str, Any]) -> tuple[str, str]:
+    """The warning chip and the skipped-models list of a route; tolerant of routes stored before they existed."""
+    warning = r.get("warning")
+    chip = f' <span class="sb-chip orange">⚠ {html.escape(_short(warning, 60))}</span>' if warning else ""
+    skipped = r.get("skipped")
+    items = [
+        f"<li><code>{html.escape(str(s.get('model')))}</code>: {html.escape(str(s.get('reason')))}</li>"
+        for s in (skipped if isinstance(skipped, list) else [])
+        if isinstance(s, dict)
+    ]
+    if not items:
+        return chip, ""
+    return (
+        chip,
+        f'<details class="sb-skipped"><summary>{len(items)} skipped</summary><ul>{"".join(items)}</ul></details>',
+    )
+
+
 def routes_html(session: Session) -> str:
-    """The Route panel: for each turn the model, its category and why; newest first."""
+    """The Route panel: for each turn the model, its category, why, and why other models were skipped; newest first."""
     if not session.routes:
         return '<div class="sb-empty">Each turn\'s model and the reason it was chosen appear here.</div>'
     rows = []
@@ -233,11 +251,12 @@ def routes_html(session: Session) -> str:
             if r.get("switched_from")
             else ""
         )
+        warning, skipped = _route_extras(r)
         category = r["category"].replace("_", " ")
         rows.append(
             f'<div class="sb-row sb-route"><div><span class="sb-chip purple">{html.escape(category)}</span> '
-            f'<b>{html.escape(r["model"])}</b>{switched}<span class="sb-ms">turn {r["turn"]} · '
+            f'<b>{html.escape(r["model"])}</b>{switched}{warning}<span class="sb-ms">turn {r["turn"]} · '
             f"~{r['est_tokens']:,} / {r['context_window']:,} tokens</span></div>"
-            f'<div class="sb-outcome">{html.escape(r["reason"])}</div></div>'
+            f'<div class="sb-outcome">{html.escape(r["reason"])}</div>{skipped}</div>'
         )
     return '<div class="sb-rows">' + "".join(rows) + "</div>"
