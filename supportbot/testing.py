@@ -34,21 +34,6 @@ from typing import Any
 
 import httpx
 
-__all__ = [
-    "Error",
-    "Hang",
-    "Raw",
-    "Recorded",
-    "Reply",
-    "ScriptedModel",
-    "ToolCall",
-    "empty_stream",
-    "error",
-    "reply",
-    "timeout",
-    "tool_call",
-]
-
 DEFAULT_MODELS = ("scripted-model",)
 DEFAULT_USAGE = (10, 5)
 # The SDK waits ~0.5 s before a retry unless told otherwise; a test need not wait that long.
@@ -228,7 +213,7 @@ class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("timed out (scripted)", request=request)
         if isinstance(step, Reply) and step.delay_s:
             time.sleep(step.delay_s)
-        return self._response(step, body, number, request, sync=True)
+        return self._response(step, body, number, request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer a request from an async client."""
@@ -238,7 +223,7 @@ class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("timed out (scripted)", request=request)
         if isinstance(step, Reply) and step.delay_s:
             await asyncio.sleep(step.delay_s)
-        return self._response(step, body, number, request, sync=False)
+        return self._response(step, body, number, request)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -275,7 +260,7 @@ class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return error(404, f"The model `{model}` does not exist.", code="model_not_found", param="model")
         return error(404, f"Invalid URL ({method} {path})", code="unknown_url")
 
-    def _response(self, step: Step, body: Any, number: int, request: httpx.Request, *, sync: bool) -> httpx.Response:
+    def _response(self, step: Step, body: Any, number: int, request: httpx.Request) -> httpx.Response:
         if isinstance(step, Raw):
             return httpx.Response(step.status, headers=dict(step.headers), content=step.body)
         if isinstance(step, Error):
@@ -291,10 +276,7 @@ class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 raise httpx.RemoteProtocolError(_DROPPED, request=request)
             return httpx.Response(200, headers=_JSON, content=_dumps(_completion(step, model, number, calls)))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = _events(step, model, number, calls, include_usage)
-        stream: httpx.SyncByteStream | httpx.AsyncByteStream = (
-            _SyncStream(events, step, request) if sync else _AsyncStream(events, step, request)
-        )
+        stream = _Stream(_events(step, model, number, calls, include_usage), step, request)
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
 
 
@@ -386,7 +368,9 @@ def _sse(payload: Mapping[str, Any]) -> bytes:
     return b"data: " + _dumps(payload) + b"\n\n"
 
 
-class _SyncStream(httpx.SyncByteStream):
+class _Stream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A reply's SSE events, paced and maybe dropped, for sync and async clients alike."""
+
     def __init__(self, events: list[bytes], step: Reply, request: httpx.Request) -> None:
         self.events, self.step, self.request = events, step, request
 
@@ -397,11 +381,6 @@ class _SyncStream(httpx.SyncByteStream):
             yield event
         if self.step.drop:
             raise httpx.RemoteProtocolError(_DROPPED, request=self.request)
-
-
-class _AsyncStream(httpx.AsyncByteStream):
-    def __init__(self, events: list[bytes], step: Reply, request: httpx.Request) -> None:
-        self.events, self.step, self.request = events, step, request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for i, event in enumerate(self.events):
