@@ -57,6 +57,51 @@ def test_the_scan_sees_imports_anywhere_in_a_module():
     assert found["openai"] is True and found["supportbot.engine.OfflineEngine"] is False  # inside a method
 
 
+# The layers of ARCHITECTURE.md: a module imports only from layers above its own.
+LAYERS = {
+    "errors": 0,
+    "vocabulary": 0,
+    "events": 0,
+    "testing": 0,
+    "config": 1,
+    "session": 1,
+    "routing": 2,
+    "pricing": 2,
+    "storage": 2,
+    "client": 2,
+    "attachments": 3,
+    "ticket": 3,
+    "tools": 3,
+    "memory": 4,
+    "agent": 4,
+    "services": 5,
+    "conversation": 6,
+    "ui": 7,
+}
+
+
+def unit(path: Path) -> str:
+    """The package or top-level module a file belongs to: ``routing``, ``agent``..."""
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+
+
+def test_each_layer_imports_only_the_layers_above_it():
+    units = {unit(path) for path in modules()} - {"__init__", "engine"}
+    assert units == set(LAYERS)  # a new package or module gets its place in ARCHITECTURE.md first
+    wrong = [
+        f"{rel(path)} (layer {LAYERS[unit(path)]}) imports {name}"
+        for path in modules()
+        if unit(path) in LAYERS
+        for name, _ in imports(path)
+        if name.startswith("supportbot.")
+        and (dep := name.split(".")[1]) != unit(path)
+        and not (dep == "engine" and unit(path) == "client")  # the lazy door, checked below
+        and LAYERS.get(dep, 99) >= LAYERS[unit(path)]
+    ]
+    assert wrong == []
+
+
 def test_importing_the_agent_and_the_conversation_loads_neither_the_engine_nor_a_server():
     code = (
         "import json, sys\n"
