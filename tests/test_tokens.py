@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,10 @@ from supportbot.tools import REGISTRY
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_LOG = (ASSETS_DIR / "samples" / "checkout-service.log").read_text(encoding="utf-8")
 KB = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((ASSETS_DIR / "demo" / "kb").glob("*.md")))
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2]  # without the Space's front matter
+_README_LINES = re.sub(r"```.*?```", "", README, flags=re.S).splitlines()  # code blocks aside
+README_PROSE = "\n".join(line for line in _README_LINES if not line.startswith("|"))
+README_TABLES = "\n".join(line for line in _README_LINES if line.startswith("|"))
 SPANISH = "\n".join(
     [
         "Hola, buenas tardes. Les escribo porque mi pedido número 48291 todavía no ha llegado.",
@@ -54,13 +58,14 @@ SAMPLES = {
     "orders JSON": (ASSETS_DIR / "demo" / "orders.json").read_text(encoding="utf-8"),
     "catalog JSON": (ASSETS_DIR / "models.json").read_text(encoding="utf-8"),
     "tool schemas JSON": json.dumps(REGISTRY.schemas()),
-    "README.md": pytest.param(
-        README,
+    "README prose": README_PROSE,
+    "README tables": pytest.param(
+        README_TABLES,
         marks=pytest.mark.xfail(
             strict=True,
-            reason="Markdown tables of code spans, numbers and units are estimated as prose (4 characters a "
-            "token) but count ~3: the README's tables alone are 14% under the engine's count, which pulls the "
-            "whole file 0.6% under even with the margin. Routing behaviour left unchanged here; see the report.",
+            reason="Markdown tables of code spans, numbers and units are classified as prose (4 characters a "
+            "token) but count about 3: ~14% under the engine's count, beyond the 10% margin. Found by this test; "
+            "routing left unchanged in a restructure.",
         ),
     ),
 }
