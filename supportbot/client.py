@@ -3,7 +3,7 @@
 One AsyncOpenAI per event loop: an httpx.AsyncClient is bound to the loop it first
 ran on, and Gradio runs handlers on more than one loop (and tests make their own).
 The offline engine is imported here, lazily, and only when it is chosen; so are the recording
-and replay transports of ``supportbot.qa.cassette`` (SUPPORTBOT_RECORD, SUPPORTBOT_ENGINE=replay).
+and replay transports of ``supportbot.cassette`` (SUPPORTBOT_RECORD, SUPPORTBOT_ENGINE=replay).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ClientFactory:
     ) -> None:
         self.settings = settings
         if engine is None and transport is None and settings.engine == "replay":
-            from supportbot.qa.cassette import Cassette, ReplayTransport
+            from supportbot.cassette import Cassette, ReplayTransport
 
             transport = ReplayTransport(Cassette.load(settings.cassette_path))
         self.transport = transport
@@ -63,7 +63,7 @@ class ClientFactory:
 
             return OFFLINE_BASE_URL
         if self.settings.engine == "replay":
-            from supportbot.qa.cassette import REPLAY_BASE_URL
+            from supportbot.cassette import REPLAY_BASE_URL
 
             return REPLAY_BASE_URL
         return self.settings.base_url
@@ -106,7 +106,7 @@ class ClientFactory:
 
     def _recording(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncBaseTransport:
         """``transport`` (or the network's) wrapped to append every exchange to SUPPORTBOT_RECORD."""
-        from supportbot.qa.cassette import RecordingTransport
+        from supportbot.cassette import RecordingTransport
 
         s = self.settings
         inner = transport or httpx.AsyncHTTPTransport(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Purpose = Literal["answer", "tool_round", "ticket_extraction", "ticket_repair", "compaction", "retry"]
+Purpose = Literal["answer", "tool_round", "ticket_extraction", "ticket_repair", "retry"]
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from supportbot.cassette import Cassette, request_key
 from supportbot.config import ASSETS_DIR, Settings
 from supportbot.conversation import TurnRunner
 from supportbot.engine import OfflineEngine
 from supportbot.errors import ConfigError
 from supportbot.events import ErrorEvent, TextDelta
 from supportbot.qa import scenario as sc
-from supportbot.qa.cassette import Cassette, request_key
 from supportbot.qa.runner import run_scenario
 from supportbot.services import Services
 from supportbot.session import Session

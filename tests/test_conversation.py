@@ -1,22 +1,31 @@
-"""Whole turns through the orchestration layer (router -> agent -> SDK -> offline engine),
-in-process: attachments, routing, log reduction, compaction, tickets, persistence."""
+"""Whole turns through the orchestration layer, in process: prepare -> stream -> commit.
+
+On the offline engine where the turn's content matters (routing, logs, tickets, persistence);
+on the scripted model of ``supportbot.testing`` where the test is about the conversation's own
+rules (what the model remembers after a failure or a stop, one turn at a time, usage and
+retries in the session), so the model says exactly what the test needs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from supportbot.config import Settings
 from supportbot.conversation import TurnRunner
 from supportbot.engine import OfflineEngine
+from supportbot.engine.validation import validate_chat
 from supportbot.errors import SupportbotError
-from supportbot.events import Done, ErrorEvent, Notice, RouteChosen, TicketUpdated, UsageReported
+from supportbot.events import Done, ErrorEvent, Notice, RouteChosen, TextDelta, TicketUpdated, UsageReported
 from supportbot.memory import compact
 from supportbot.routing.catalog import load_catalog
 from supportbot.services import Services
 from supportbot.session import Session
+from supportbot.testing import ScriptedModel, error, reply, tool_call
 
 
 @pytest.fixture
@@ -24,11 +33,18 @@ def engine() -> OfflineEngine:
     return OfflineEngine()
 
 
-def make_runner(data_dir: Path, engine: OfflineEngine) -> TurnRunner:
-    settings = Settings.load(
-        {"data_dir": data_dir, "engine": "offline", "max_retries": 0}, environ={}, dotenv_path=None
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings.load(
+        {"data_dir": data_dir, "engine": "offline", "max_retries": 0, **overrides}, environ={}, dotenv_path=None
     )
-    return TurnRunner(Services.create(settings, engine))
+
+
+def make_runner(data_dir: Path, engine: OfflineEngine) -> TurnRunner:
+    return TurnRunner(Services.create(make_settings(data_dir), engine))
+
+
+def scripted_runner(data_dir: Path, model: ScriptedModel, **overrides: Any) -> TurnRunner:
+    return TurnRunner(Services.create(make_settings(data_dir, **overrides), transport=model))
 
 
 @pytest.fixture
@@ -36,17 +52,35 @@ def runner(tmp_path: Path, engine: OfflineEngine) -> TurnRunner:
     return make_runner(tmp_path, engine)
 
 
-@pytest.fixture
-def slow_runner(tmp_path: Path) -> TurnRunner:
-    """A runner whose engine streams slowly enough to stop, or overlap, a turn midway."""
-    return make_runner(tmp_path, OfflineEngine(stream_delay_s=0.05))
-
-
 def run(runner: TurnRunner, session: Session, text: str, files: list[Path] | None = None, **kwargs) -> list:
     async def go():
         return [e async for e in runner.run(session, text, files, **kwargs)]
 
     return asyncio.run(go())
+
+
+def stop_after(runner: TurnRunner, session: Session, text: str, ready) -> list:
+    """Run a turn, cancel it (the UI's stop button) once ``ready(events so far)``; the events seen."""
+    seen: list = []
+
+    async def go():
+        async def consume():
+            async for event in runner.run(session, text):
+                seen.append(event)
+
+        task = asyncio.create_task(consume())
+        while not ready(seen):
+            assert not task.done(), "the turn ended before it could be stopped"
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    return seen
+
+
+SLOW = {"pieces": 40, "chunk_delay_s": 0.03}  # a reply that streams for over a second
 
 
 def write_log(path: Path, target_tokens: int) -> Path:
@@ -113,30 +147,72 @@ def test_a_3m_token_log_is_reduced_with_a_header_and_still_answered(
     assert done.ok and "ERROR" in done.text
 
 
-def test_an_image_never_reaches_a_text_model_in_later_turns(runner: TurnRunner, engine: OfflineEngine):
+def test_an_image_never_reaches_a_text_model_in_later_turns(tmp_path: Path):
+    model = ScriptedModel(reply("That is a payment error on the checkout page."), reply("It is on its way."))
+    runner = scripted_runner(tmp_path, model)
     session = Session()
     run(runner, session, "what is this?", [Path("assets/samples/checkout-error.png")])
     assert session.routes[0]["model"] == "llama-4-maverick"  # the first vision model on the default Pro plan
-    first = engine.requests[0]["messages"][-1]["content"]
+    first = model.chat_bodies[0]["messages"][-1]["content"]
     assert any(part["type"] == "image_url" and part["image_url"]["url"].startswith("data:image/") for part in first)
-    first_turn_requests = len(engine.requests)  # a vision model with tools may make a tool round
     run(runner, session, "thanks, and where is order #48291?")
     assert session.routes[1]["model"] == "llama-3.3-70b"
-    later = [m for r in engine.requests[first_turn_requests:] for m in r["messages"]]
+    later = model.chat_bodies[1]["messages"]
     assert not any(isinstance(m.get("content"), list) for m in later)
+    # The model still knows a screenshot was shown, as text.
+    assert "[screenshot checkout-error.png, 1440x900" in later[1]["content"]
 
 
-def test_a_failed_turn_keeps_the_conversation_usable(runner: TurnRunner, engine: OfflineEngine):
+def test_a_failed_turn_keeps_the_conversation_usable(tmp_path: Path):
+    model = ScriptedModel(reply("It ships tomorrow."), error(503), reply("Returns are free within 30 days."))
+    runner = scripted_runner(tmp_path, model)
     session = Session()
     run(runner, session, "Where is my order #48291?")
     history = list(session.history)
-    engine.inject("unavailable", times=1)
     events = run(runner, session, "and my refund?")
     assert any(isinstance(e, ErrorEvent) and e.kind == "server" for e in events)
     assert session.history == history  # nothing half-done reached the model's memory
     assert session.messages[-1]["error"] and session.messages[-1]["role"] == "assistant"
     run(runner, session, "What is your return policy?")
     assert session.messages[-1].get("error") is None and session.turn == 3
+    # The third request carries the first exchange and the new question, not the failed one.
+    assert [m["content"] for m in model.chat_bodies[-1]["messages"][1:]] == [
+        "Where is my order #48291?",
+        "It ships tomorrow.",
+        "What is your return policy?",
+    ]
+
+
+def test_a_turn_that_fails_after_a_tool_ran_keeps_that_round_in_memory(tmp_path: Path):
+    """The refund happened, so the model must know it, even though the answer failed."""
+    refund = tool_call("request_refund", {"order_id": "48256", "reason": "arrived broken"}, id="call_r")
+    model = ScriptedModel(reply(refund), error(500), reply("Anything else?"))
+    runner = scripted_runner(tmp_path, model)
+    session = Session()
+    events = run(runner, session, "Order 48256 arrived broken, refund it please")
+    assert [e.kind for e in events if isinstance(e, ErrorEvent)] == ["server"]
+    assert [(m["role"], m.get("tool_call_id")) for m in session.history] == [
+        ("user", None),
+        ("assistant", None),
+        ("tool", "call_r"),
+        ("assistant", None),
+    ]
+    assert json.loads(session.history[2]["content"])["outcome"] == "approved"
+    assert "failed" in session.history[-1]["content"]
+    run(runner, session, "thanks")
+    sent = model.chat_bodies[-1]
+    validate_chat(sent)  # a history a real server accepts: every call has its result
+    assert sent["messages"][1:-1] == session.history[:4]
+
+
+def test_the_step_limit_keeps_the_completed_rounds_and_says_why(tmp_path: Path):
+    model = ScriptedModel(reply(tool_call("check_order_status", {"order_id": "48291"})), repeat_last=True)
+    runner = scripted_runner(tmp_path, model, max_tool_steps=2)
+    session = Session()
+    run(runner, session, "Where is my order #48291?")
+    assert session.messages[-1]["error_kind"] == "step_limit"
+    assert [m["role"] for m in session.history] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert len(session.tool_calls) == 2 and len(model.chat_bodies) == 3
 
 
 def test_empty_input_and_bad_attachments_change_nothing(runner: TurnRunner, tmp_path: Path):
@@ -179,9 +255,10 @@ def test_compaction_is_visible_and_keeps_recent_turns():
     compacted, summary = compact(history, model)
     assert compacted[0]["content"].startswith("Summary of earlier turns") and "question 0" in summary
     assert compacted[-1] == history[-1]
-    from supportbot.routing.tokens import estimate_messages
+    # Counted by the engine's own tokenizer, not by the estimator compaction itself relies on.
+    from supportbot.engine.tokens import count_messages
 
-    assert estimate_messages(compacted) < model.context_window
+    assert count_messages(history) > model.context_window > count_messages(compacted)
 
 
 def test_a_chosen_model_too_small_for_the_history_compacts_and_says_so(runner: TurnRunner):
@@ -202,52 +279,39 @@ def test_a_chosen_model_too_small_for_the_history_compacts_and_says_so(runner: T
     assert session.history[0]["content"].startswith("Summary of earlier turns")
 
 
-def test_stopping_a_turn_keeps_what_arrived_and_the_history_consistent(slow_runner: TurnRunner):
-    runner = slow_runner
+def test_stopping_a_turn_keeps_what_arrived_and_the_history_consistent(tmp_path: Path):
+    long_answer = "Our return policy gives you thirty days from delivery to send most items back. " * 3
+    model = ScriptedModel(reply("It ships tomorrow."), reply(long_answer, **SLOW), reply("You're welcome."))
+    runner = scripted_runner(tmp_path, model)
     session = Session()
     run(runner, session, "Where is my order #48291?")
     history = list(session.history)
-
-    async def stop_midway():
-        async def consume():
-            async for _ in runner.run(session, "What is your return policy?"):
-                pass
-
-        task = asyncio.create_task(consume())
-        while not any(m.get("turn") == 2 for m in session.messages if m["role"] == "user"):
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.15)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(stop_midway())
-    assert session.history == history
+    seen = stop_after(
+        runner, session, "What is your return policy?", lambda ev: any(isinstance(e, TextDelta) for e in ev)
+    )
+    arrived = "".join(e.text for e in seen if isinstance(e, TextDelta))
+    assert arrived and long_answer.startswith(arrived) and arrived != long_answer
+    assert session.history == history  # the unfinished answer is forgotten
     last = session.messages[-1]
     assert last["role"] == "assistant" and last["stopped"] and last["turn"] == 2
+    assert long_answer.startswith(last["content"]) and len(last["content"]) >= len(arrived)
     assert runner.s.history.load(session.conversation_id).messages[-1]["stopped"]
     run(runner, session, "thanks")  # still usable
     assert session.turn == 3 and not session.messages[-1].get("stopped")
 
 
 def test_models_the_live_service_does_not_list_are_flagged(tmp_path: Path):
-    from supportbot.engine import start_server
-
-    served = OfflineEngine(model_ids=["llama-3.3-70b", "qwen-3-32b"])
-    with start_server(served) as server:
-        settings = Settings.load(
-            {"data_dir": tmp_path, "engine": "live", "api_key": "k", "base_url": server.base_url},
-            environ={},
-            dotenv_path=None,
-        )
-        services = Services.create(settings)
-        catalog = asyncio.run(services.check_catalog())
+    served = ScriptedModel(models=["llama-3.3-70b", "qwen-3-32b"])
+    settings = Settings.load({"data_dir": tmp_path, "engine": "live", "api_key": "k"}, environ={}, dotenv_path=None)
+    catalog = asyncio.run(Services.create(settings, transport=served).check_catalog())
     assert "glm-5" in catalog.unlisted and "llama-3.3-70b" not in catalog.unlisted
     assert len(catalog.models) == len(load_catalog().models)
+    assert [r.path for r in served.requests] == ["/v1/models"]
 
 
-def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(slow_runner: TurnRunner):
-    runner = slow_runner
+def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(tmp_path: Path):
+    model = ScriptedModel(reply("Let me see. " * 10, **SLOW), reply("Thirty days."))
+    runner = scripted_runner(tmp_path, model)
     session = Session()
 
     async def both():
@@ -263,9 +327,9 @@ def test_a_second_turn_while_one_runs_is_refused_and_changes_nothing(slow_runner
 
     asyncio.run(both())
     assert [m["content"] for m in session.messages if m["role"] == "user"] == ["Where is my order #48291?"]
-    assert session.turn == 1 and not session.busy
+    assert session.turn == 1 and not session.busy and len(model.chat_bodies) == 1
     run(runner, session, "What is your return policy?")  # and afterwards it works
-    assert session.turn == 2
+    assert session.turn == 2 and session.messages[-1]["content"] == "Thirty days."
 
 
 def test_a_reloaded_conversation_forks_so_two_readers_never_overwrite_each_other(runner: TurnRunner):
@@ -283,29 +347,40 @@ def test_a_reloaded_conversation_forks_so_two_readers_never_overwrite_each_other
     assert runner.s.history.load(b.conversation_id).messages[-2]["content"] == "I'd like a refund for order #48258"
 
 
-def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(slow_runner: TurnRunner):
-    runner = slow_runner
+def test_stopping_after_a_tool_ran_keeps_the_round_and_updates_the_ticket(tmp_path: Path):
+    escalate = tool_call("escalate_to_human", {"reason": "customer wants a human", "priority": "high"}, id="call_e")
+    model = ScriptedModel(reply(escalate), reply("A colleague will contact you shortly. " * 5, **SLOW))
+    runner = scripted_runner(tmp_path, model)
     session = Session()
-
-    async def stop_after_the_tools():
-        async def consume():
-            async for _ in runner.run(session, "This is ridiculous, I want a human NOW. Order #48291."):
-                pass
-
-        task = asyncio.create_task(consume())
-        while not any(c["name"] == "escalate_to_human" for c in session.tool_calls):
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # the answer is streaming now
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(stop_after_the_tools())
-    roles = [m["role"] for m in session.history]
-    assert roles[0] == "user" and "tool" in roles and roles[-1] == "assistant"
+    stop_after(
+        runner,
+        session,
+        "This is ridiculous, I want a human NOW. Order #48291.",
+        lambda ev: any(isinstance(e, TextDelta) for e in ev),  # the answer after the tool is streaming
+    )
+    assert [(m["role"], m.get("tool_call_id")) for m in session.history] == [
+        ("user", None),
+        ("assistant", None),
+        ("tool", "call_e"),
+        ("assistant", None),
+    ]
     assert "stopped" in session.history[-1]["content"]
-    assert session.ticket["escalation_ticket_id"] and session.ticket["status"] == "escalated"
+    escalation = session.tool_calls[0]["result"]["ticket_id"]
+    assert session.ticket["escalation_ticket_id"] == escalation and session.ticket["status"] == "escalated"
     assert session.messages[-1]["stopped"]
+
+
+def test_usage_and_retries_are_recorded_in_the_session_and_stored(tmp_path: Path):
+    model = ScriptedModel(error(503), reply("Hello!", usage=(321, 12)))
+    runner = scripted_runner(tmp_path, model, max_retries=1)
+    session = Session()
+    run(runner, session, "hello")
+    assert [(u["purpose"], u["prompt_tokens"], u["completion_tokens"]) for u in session.usage] == [
+        ("retry", 0, 0),
+        ("answer", 321, 12),
+    ]
+    assert session.usage[1]["total_tokens"] == 333 and all(u["turn"] == 1 for u in session.usage)
+    assert runner.s.history.load(session.conversation_id).usage == session.usage
 
 
 def test_retention_purges_old_conversations_while_the_app_runs(tmp_path: Path):

@@ -126,12 +126,6 @@ def test_fts_query_quotes_terms_and_drops_stopwords() -> None:
     assert fts_query("how do I") == '"how" OR "do" OR "i"'  # only stopwords: keep them rather than nothing
 
 
-def test_get_article(store: Store) -> None:
-    article = store.get_article("kb-005")
-    assert article is not None and article["id"] == "KB-005" and len(article["body"]) > 100
-    assert store.get_article("KB-999") is None
-
-
 # --- safety ------------------------------------------------------------------------------------
 
 
@@ -141,7 +135,6 @@ def test_sql_is_parameterised(store: Store) -> None:
     assert store.get_customer(email=evil) is None
     assert store.get_customer(customer_id=evil) is None
     assert store.orders_for_customer(evil) == []
-    assert store.get_article(evil) is None
     assert store.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
 
 
@@ -232,7 +225,7 @@ def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
             == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
         )
         assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
-        assert len(second.list_escalations()) == 1
+        assert second.execute("SELECT COUNT(*) AS n FROM escalations")[0]["n"] == 1
 
 
 def test_refund_records_and_marks_order(store: Store, today: date) -> None:
@@ -242,7 +235,11 @@ def test_refund_records_and_marks_order(store: Store, today: date) -> None:
     assert approved["order_id"] == "48256" and approved["currency"] == "USD"
     order = store.get_order("48256")
     assert order["status"] == "refunded" and order["refunded_on"] == today.isoformat()
-    assert [r["outcome"] for r in store.refunds_for_order("48256")] == ["approved"]
+    recorded = store.execute("SELECT order_id, outcome, amount FROM refunds ORDER BY id")
+    assert recorded == [
+        {"order_id": "48250", "outcome": "denied", "amount": 0.0},
+        {"order_id": "48256", "outcome": "approved", "amount": 12.5},
+    ]
     with pytest.raises(ValueError):
         store.record_refund("48256", reason="x", outcome="maybe", amount=0, explanation="")  # type: ignore[arg-type]
 
@@ -253,14 +250,17 @@ def test_escalations_queue(store: Store) -> None:
     assert re.fullmatch(r"ESC-[0-9A-F]{6}", first["ticket_id"])
     assert first["ticket_id"] != second["ticket_id"]
     assert (first["queue_position"], second["queue_position"]) == (1, 2)
-    assert store.close_escalation(first["ticket_id"]) is True
-    assert store.close_escalation(first["ticket_id"]) is False
+    # A human closes the first ticket (outside this app: no code here closes tickets).
+    store.execute("UPDATE escalations SET status = 'closed' WHERE ticket_id = ?", (first["ticket_id"],))
     third = store.create_escalation("other", "low", "summary three", None)
     assert third["queue_position"] == 2  # only the still-open ticket is ahead
-    listed = store.list_escalations()
+    listed = store.execute("SELECT * FROM escalations ORDER BY created_at, rowid")
     assert [e["ticket_id"] for e in listed] == [first["ticket_id"], second["ticket_id"], third["ticket_id"]]
     assert listed[0]["conversation_id"] == "conv-1" and listed[0]["status"] == "closed"
-    assert len(store.list_escalations("open")) == 2
+    assert [(e["reason"], e["priority"], e["summary"]) for e in listed[1:]] == [
+        ("refund dispute", "normal", "summary two"),
+        ("other", "low", "summary three"),
+    ]
 
 
 def test_transaction_helper_for_other_modules(store: Store) -> None:

@@ -312,7 +312,7 @@ def test_refund_policy_branches(ctx: ToolContext, order_id: str, outcome: str, p
     assert result.result["outcome"] == outcome
     assert phrase in result.result["explanation"]
     assert result.result["amount"] == (before["total"] if outcome == "approved" else 0.0)
-    recorded = ctx.store.refunds_for_order(order_id)
+    recorded = ctx.store.execute("SELECT outcome, reason FROM refunds WHERE order_id = ?", (order_id,))
     assert [(r["outcome"], r["reason"]) for r in recorded] == [(outcome, "customer asked")]
     after = ctx.store.get_order(order_id)["status"]
     assert after == ("refunded" if outcome == "approved" else before["status"])
@@ -355,7 +355,7 @@ def test_escalation_tickets_and_queue(ctx: ToolContext) -> None:
     assert first.result["ticket_id"].startswith("ESC-") and first.result["ticket_id"] != second.result["ticket_id"]
     assert (first.result["queue_position"], second.result["queue_position"]) == (1, 2)
     assert (first.result["priority"], second.result["priority"]) == ("high", "normal")
-    stored = ctx.store.list_escalations()[0]
+    stored = ctx.store.execute("SELECT * FROM escalations WHERE ticket_id = ?", (first.result["ticket_id"],))[0]
     assert stored["conversation_id"] == "conv-1"
     assert "customer is worried about a late order" in stored["summary"]
     assert "#48291" in stored["summary"] and '"sentiment": "negative"' in stored["summary"]

@@ -10,9 +10,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from supportbot.engine import completions
 from supportbot.engine import protocol as p
 from supportbot.engine.responder import Reply, respond
 from supportbot.engine.tokens import count_messages, count_tokens, count_tools
+from supportbot.engine.validation import validate_chat
 
 OWN_MODEL_ID = "offline-demo-engine"
 FAIL_HEADER = "x-supportbot-fail"
@@ -97,11 +99,11 @@ class OfflineEngine:
                 return p.error_outcome(p.RequestInvalid(405, f"Method {method} not allowed here; use POST."))
             return self.chat(headers, body)
         if path.endswith("/models") and method == "GET":
-            return p.json_outcome(p.models_body(self.model_ids, self.created))
+            return p.json_outcome(completions.models_body(self.model_ids, self.created))
         if "/models/" in path and method == "GET":
             model = path.rsplit("/models/", 1)[1]
             if model in self.model_ids:
-                return p.json_outcome(p.model_entry(model, self.created))
+                return p.json_outcome(completions.model_entry(model, self.created))
             return p.error_outcome(p.failure("not_found", model))
         return p.error_outcome(p.RequestInvalid(404, f"Invalid URL ({method} {path})", code="unknown_url"))
 
@@ -117,7 +119,7 @@ class OfflineEngine:
             kind = self._failure_for(headers, body)
             if kind in p.FAILURES:
                 return self._injected_error(kind, body)
-            p.validate_chat(body)
+            validate_chat(body)
             if kind is None or not body["model"].startswith(FAIL_MODEL_PREFIX):
                 self._check_model(body)
         except p.RequestInvalid as err:
@@ -211,22 +213,22 @@ class OfflineEngine:
             completion = count_tokens(content or "") + sum(
                 count_tokens(c.name) + count_tokens(json.dumps(c.arguments)) for c in reply.calls
             )
-            usage = p.usage_block(self.prompt_tokens(body), completion)
-        cid = p.completion_id(body)
+            usage = completions.usage_block(self.prompt_tokens(body), completion)
+        cid = completions.completion_id(body)
         model = body["model"]
         if not stream:
             if kind == "disconnect":
                 return p.Outcome(
                     200, {"content-type": "application/json"}, events=[b'{"id": "' + cid.encode()], drop=True
                 )
-            return p.json_outcome(p.completion_body(cid, model, content, reply.calls, finish, usage))
+            return p.json_outcome(completions.completion_body(cid, model, content, reply.calls, finish, usage))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if kind == "disconnect":
-            events = p.stream_events(cid, model, content, reply.calls, None, None, include_usage)[:4]
+            events = completions.stream_events(cid, model, content, reply.calls, None, None, include_usage)[:4]
             return p.Outcome(
                 200, {"content-type": "text/event-stream"}, events=events, drop=True, event_delay_s=self.stream_delay_s
             )
-        events = p.stream_events(cid, model, content, reply.calls, finish, usage, include_usage)
+        events = completions.stream_events(cid, model, content, reply.calls, finish, usage, include_usage)
         return p.Outcome(
             200,
             {"content-type": "text/event-stream", "cache-control": "no-cache"},

@@ -15,8 +15,8 @@ from typing import Any
 from supportbot.engine import answers
 from supportbot.engine.answers import ToolOutcome
 from supportbot.engine.attachments import analyse_log, describe_image, find_logs
+from supportbot.engine.completions import ToolCall
 from supportbot.engine.facts import Facts, analyse_turn, ticket_hints
-from supportbot.engine.protocol import ToolCall
 from supportbot.engine.schema_fill import fill_schema
 from supportbot.engine.structured import json_content
 from supportbot.vocabulary import content_text

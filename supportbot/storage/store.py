@@ -267,11 +267,6 @@ class Store:
             row["score"] = round(-row.pop("rank"), 3)  # bm25 is lower-is-better; flip it
         return rows
 
-    def get_article(self, article_id: str) -> dict[str, Any] | None:
-        """A full knowledge-base article, or None."""
-        rows = self.execute("SELECT * FROM kb_articles WHERE id = ?", (article_id.strip().upper(),))
-        return rows[0] if rows else None
-
     # --- refunds -------------------------------------------------------------------------------
 
     def record_refund(
@@ -308,14 +303,6 @@ class Store:
             "created_at": created,
         }
 
-    def refunds_for_order(self, order_id: str) -> list[dict[str, Any]]:
-        """Every refund decision recorded for an order, oldest first."""
-        return self.execute(
-            "SELECT id AS refund_id, order_id, reason, outcome, amount, currency, explanation, created_at "
-            "FROM refunds WHERE order_id = ? ORDER BY id",
-            (normalize_order_id(order_id),),
-        )
-
     # --- escalations ---------------------------------------------------------------------------
 
     def create_escalation(
@@ -337,17 +324,3 @@ class Store:
                 except sqlite3.IntegrityError:
                     continue
         return {"ticket_id": ticket_id, "queue_position": ahead + 1, "priority": priority, "created_at": created}
-
-    def list_escalations(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Escalations oldest first, optionally only those with ``status`` ('open' or 'closed')."""
-        if status is None:
-            return self.execute("SELECT * FROM escalations ORDER BY created_at, rowid")
-        return self.execute("SELECT * FROM escalations WHERE status = ? ORDER BY created_at, rowid", (status,))
-
-    def close_escalation(self, ticket_id: str) -> bool:
-        """Mark an escalation closed; False when no open ticket has that id."""
-        with self.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE escalations SET status = 'closed' WHERE ticket_id = ? AND status = 'open'", (ticket_id,)
-            )
-            return cur.rowcount == 1
