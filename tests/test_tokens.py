@@ -150,7 +150,9 @@ def test_typed_text_just_under_a_window_is_accepted_by_the_engine(runner, model_
 )
 def test_a_log_just_under_a_window_is_accepted_by_the_engine(tmp_path, model_id, kinds):
     # Premium: every long-context model is on the plan, so each window is reachable.
-    settings = Settings.load({"data_dir": tmp_path, "engine": "offline", "plan": "premium"}, environ={}, dotenv_path=None)
+    settings = Settings.load(
+        {"data_dir": tmp_path, "engine": "offline", "plan": "premium"}, environ={}, dotenv_path=None
+    )
     runner = TurnRunner(Services.create(settings, OfflineEngine()))
     window = runner.s.catalog.get(model_id).context_window
     text = "Our checkout keeps failing, the log is attached"
