@@ -45,6 +45,7 @@ from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.router import TurnFacts, route
 from supportbot.services import Services
 from supportbot.session import Session, new_conversation_id
+from supportbot.storage.sandbox import Sandbox
 from supportbot.ticket.extraction import extract_ticket
 from supportbot.ticket.record import Ticket, build_inline
 from supportbot.tools import REGISTRY, ToolContext
@@ -64,6 +65,7 @@ class _Turn:
     user_msg: dict[str, Any]
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
+    sandbox: Sandbox | None = None  # the conversation's view of the demo shop
     answer: str = ""
     rounds: list[dict[str, Any]] = field(default_factory=list)
     done: Done | None = None
@@ -158,14 +160,18 @@ class TurnRunner:
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
         # Nothing above changed the session: bad input leaves it as it was.
+        fork_of = None
         if session.loaded:
             # A reloaded or shared conversation continues under a new id, so two people who open
             # the same link never overwrite each other's stored turns.
+            fork_of = session.conversation_id
             session.forked_from, session.conversation_id, session.loaded = (
                 session.conversation_id,
                 new_conversation_id(),
                 False,
             )
+        # The conversation's own view of the demo shop; a fork starts from a copy of its original's.
+        sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
         session.turn += 1
         number = session.turn
         attachments = [_image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
@@ -182,7 +188,8 @@ class TurnRunner:
         session.routes.append({"turn": number, **decision.to_json()})
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
-        return _Turn(number, decision, model, history, _user_message(text, log_blocks, images), images, notes)
+        user_msg = _user_message(text, log_blocks, images)
+        return _Turn(number, decision, model, history, user_msg, images, notes, sandbox=sandbox)
 
     def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
         return prepare_image(
@@ -217,7 +224,8 @@ class TurnRunner:
     # --- stream -----------------------------------------------------------------------------
 
     async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
-        ctx = ToolContext(self.s.store, session.conversation_id, memory.transcript(session), session.ticket_fields)
+        sandbox = turn.sandbox or self.s.store.sandbox(session.conversation_id)
+        ctx = ToolContext(sandbox, session.conversation_id, memory.transcript(session), session.ticket_fields)
         async for event in self.s.agent.run_turn([*turn.history, turn.user_msg], turn.model, ctx, turn=turn.number):
             if isinstance(event, ToolCallFinished):
                 session.tool_calls.append({"turn": turn.number, **event.to_json()})

@@ -223,7 +223,7 @@ def test_failed_seed_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
     path = tmp_path / "db.sqlite"
     with Store(path, today=today) as first:
-        first.create_escalation("reason", "normal", "summary", None)
+        first.sandbox("s").create_escalation("reason", "normal", "summary", None)
         eta = first.get_order("48291")["eta"]
     with Store(path, today=today + timedelta(days=3)) as second:
         assert second.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
@@ -232,10 +232,11 @@ def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
             == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
         )
         assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
-        assert len(second.list_escalations()) == 1
+        assert len(second.sandbox("s").list_escalations()) == 1
 
 
 def test_refund_records_and_marks_order(store: Store, today: date) -> None:
+    store = store.sandbox("s")  # type: ignore[assignment] - the sandbox has the same reads and the writes
     denied = store.record_refund("#48250", reason="changed my mind", outcome="denied", amount=0.0, explanation="late")
     assert denied["outcome"] == "denied" and store.get_order("48250")["status"] == "delivered"
     approved = store.record_refund("48256", reason="broken", outcome="approved", amount=12.5, explanation="ok")
@@ -248,6 +249,7 @@ def test_refund_records_and_marks_order(store: Store, today: date) -> None:
 
 
 def test_escalations_queue(store: Store) -> None:
+    store = store.sandbox("s")  # type: ignore[assignment]
     first = store.create_escalation("angry", "high", "summary one", "conv-1")
     second = store.create_escalation("refund dispute", "normal", "summary two", None)
     assert re.fullmatch(r"ESC-[0-9A-F]{6}", first["ticket_id"])
@@ -288,7 +290,7 @@ def test_concurrent_use_from_threads(store: Store) -> None:
                 assert store.search_kb("refund money back")
                 assert store.get_customer(customer_id="C1001") is not None
                 if i % 5 == 0:
-                    tickets.append(store.create_escalation(f"t{n}-{i}", "normal", "s", None))
+                    tickets.append(store.sandbox("shared").create_escalation(f"t{n}-{i}", "normal", "s", None))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 

@@ -27,7 +27,7 @@ TOOL_NAMES = [
 
 @pytest.fixture
 def ctx(store: Store) -> ToolContext:
-    return ToolContext(store=store, conversation_id="conv-1")
+    return ToolContext(store=store.sandbox("conv-1"), conversation_id="conv-1")
 
 
 def call(name: str, arguments: Any, ctx: ToolContext, registry: ToolRegistry = REGISTRY) -> ToolResult:
@@ -362,7 +362,7 @@ def test_escalation_tickets_and_queue(ctx: ToolContext) -> None:
 
 
 def test_update_ticket_merges_and_keeps_sessions_apart(store: Store) -> None:
-    a, b = ToolContext(store=store), ToolContext(store=store)
+    a, b = ToolContext(store=store.sandbox("a")), ToolContext(store=store.sandbox("b"))
     call("update_ticket", {"category": "order_status", "frustration": 2, "language": "en"}, a)
     merged = call("update_ticket", {"frustration": 3, "next_steps": ["chase carrier"], "sentiment": None}, a)
     assert merged.ok
