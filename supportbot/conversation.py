@@ -40,6 +40,7 @@ from supportbot.events import (
     ToolCallFinished,
     UsageReported,
 )
+from supportbot.limits import NO_LIMIT, Budget, cap_turn
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.router import TurnFacts, route
@@ -66,6 +67,7 @@ class _Turn:
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
     sandbox: Sandbox | None = None  # the conversation's view of the demo shop
+    budget: Budget = NO_LIMIT  # the visitor's spending bounds; every model request draws on it
     answer: str = ""
     rounds: list[dict[str, Any]] = field(default_factory=list)
     done: Done | None = None
@@ -119,11 +121,22 @@ class TurnRunner:
         selected: str | None = None,
         ticket_mode: str | None = None,
         progress: Progress | None = None,
+        budget: Budget = NO_LIMIT,
     ) -> AsyncIterator[Event]:
-        """Run one turn and yield its events; ``session`` is updated as they happen."""
+        """Run one turn and yield its events; ``session`` is updated as they happen.
+
+        Every model request of the turn draws on ``budget``; a turn that could not make one is
+        refused before it starts (LimitReached), like bad input: the session is untouched."""
         text = (text or "").strip()
         if not text and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
+        mode = ticket_mode or self.s.settings.ticket_mode
+        if mode == "extraction" and not self.s.settings.extraction_allowed:
+            raise SupportbotError(
+                "Ticket extraction mode is switched off on this app (SUPPORTBOT_ALLOW_EXTRACTION): it costs one or "
+                "two extra requests a turn. Choose the inline ticket mode."
+            )
+        await budget.check()
         # Checked and set before the first await: two turns at once would each overwrite the other's history.
         if session.busy:
             raise SupportbotError(
@@ -133,6 +146,7 @@ class TurnRunner:
         report = progress or (lambda _f, _d: None)
         try:
             turn = await self._prepare(session, text, list(files or []), selected, report)
+            turn.budget = budget
             yield RouteChosen(turn.decision)
             for note in turn.notes:
                 yield Notice(note)
@@ -142,7 +156,7 @@ class TurnRunner:
             except (asyncio.CancelledError, GeneratorExit):
                 self._commit_stopped(session, turn)
                 raise
-            async for event in self._commit(session, turn, ticket_mode or self.s.settings.ticket_mode):
+            async for event in self._commit(session, turn, mode):
                 yield event
         finally:
             session.busy = False
@@ -155,6 +169,8 @@ class TurnRunner:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
         decision = self.decide(session, text, found, selected)
+        if (cap := self.s.settings.max_input_tokens_per_turn) and decision.est_tokens > cap:
+            decision = cap_turn(decision, self.facts(session, text, found), cap, self.s.policy.safety_margin)
         model = self.s.catalog.get(decision.model)
         images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
@@ -226,7 +242,8 @@ class TurnRunner:
     async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
         sandbox = turn.sandbox or self.s.store.sandbox(session.conversation_id)
         ctx = ToolContext(sandbox, session.conversation_id, memory.transcript(session), session.ticket_fields)
-        async for event in self.s.agent.run_turn([*turn.history, turn.user_msg], turn.model, ctx, turn=turn.number):
+        messages = [*turn.history, turn.user_msg]
+        async for event in self.s.agent.run_turn(messages, turn.model, ctx, turn=turn.number, budget=turn.budget):
             if isinstance(event, ToolCallFinished):
                 session.tool_calls.append({"turn": turn.number, **event.to_json()})
                 await asyncio.to_thread(self.s.history.save, session)
@@ -266,7 +283,7 @@ class TurnRunner:
         added = done.messages if done.ok else turn.rounds
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, ending, added)) is not None:
             session.history = kept
-        async for event in self._ticket(session, turn.model, ticket_mode, turn.number):
+        async for event in self._ticket(session, turn.model, ticket_mode, turn.number, turn.budget):
             yield event
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
@@ -282,7 +299,9 @@ class TurnRunner:
         self._set_ticket(session, self._inline_ticket(session))
         self.s.history.save(session)  # no await: the task is being cancelled
 
-    async def _ticket(self, session: Session, model: ModelInfo, mode: str, turn: int) -> AsyncIterator[Event]:
+    async def _ticket(
+        self, session: Session, model: ModelInfo, mode: str, turn: int, budget: Budget = NO_LIMIT
+    ) -> AsyncIterator[Event]:
         if mode == "extraction":
             # Models without JSON-schema output get JSON mode with the schema in the prompt (see ticket.extraction).
             result = await extract_ticket(
@@ -293,6 +312,7 @@ class TurnRunner:
                 tool_calls=session.tool_calls,
                 max_tokens=self.s.settings.max_output_tokens,
                 turn=turn,
+                budget=budget,
             )
             for record in result.usage:
                 session.usage.append(record.to_json())

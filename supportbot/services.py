@@ -13,9 +13,11 @@ from typing import Any
 from supportbot.agent import Agent
 from supportbot.client import ClientFactory
 from supportbot.config import Settings
+from supportbot.limits import Budget, budget_for
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
 from supportbot.routing.router import RoutingPolicy, load_policy
+from supportbot.storage.counters import SpendCounters
 from supportbot.storage.history import History
 from supportbot.storage.store import Store
 
@@ -34,6 +36,7 @@ class Services:
     history: History
     clients: ClientFactory
     agent: Agent
+    counters: SpendCounters
 
     @classmethod
     def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:
@@ -49,16 +52,22 @@ class Services:
         db = data_dir / DB_NAME
         windows = {m.id: m.context_window for m in catalog}
         clients = ClientFactory(settings, engine, context_windows=windows, transport=transport)
+        store = Store(db)
         return cls(
             settings,
             catalog,
             load_policy(catalog=catalog),
             load_pricing(),
-            Store(db),
+            store,
             History(db),
             clients,
             Agent(settings, clients),
+            SpendCounters(store),
         )
+
+    def budget(self, identity: str) -> Budget:
+        """The budget a visitor's turns draw on (see ``supportbot.limits``)."""
+        return budget_for(self.settings, self.counters, identity)
 
     @property
     def offline(self) -> bool:

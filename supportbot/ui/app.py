@@ -32,6 +32,11 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     return choices
 
 
+def queue_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for queue(): turns served at once, and how many may wait before 'busy, try again'."""
+    return {"default_concurrency_limit": settings.concurrency_limit, "max_size": settings.queue_max_size}
+
+
 def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for launch(): host, port, upload cap, history off."""
     env = dict(os.environ if env is None else env)
@@ -61,6 +66,9 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     pg.runner.purge_expired()  # then again after turns, at most hourly
     live = services.clients.engine is None
     limit = settings.concurrency_limit
+    # LoginButton off a Space needs a local HF login and the network (it raises at the end of the
+    # Blocks otherwise), so it is only created on a Space; elsewhere sign-in cannot happen.
+    login = settings.require_login and bool(os.environ.get("SPACE_ID"))
 
     with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True) as demo:
         state = gr.State(None)
@@ -72,6 +80,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             )
             gr.HTML(render.engine_badge(services.engine_label, live), scale=3)
             new_btn = gr.Button("➕ New conversation", variant="secondary", scale=1, min_width=170, size="sm")
+            if login:
+                gr.LoginButton(scale=1, min_width=170, size="sm")
         with gr.Row(equal_height=False):
             with gr.Column(scale=11, min_width=520):
                 with gr.Row():
@@ -79,12 +89,14 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     steps = gr.Dropdown(
                         list(STEP_MODES), value="all", label="Agent steps in chat", scale=2, min_width=120
                     )
+                    modes = [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")]
                     ticket_mode = gr.Dropdown(
-                        [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")],
+                        modes if settings.extraction_allowed else modes[:1],
                         value=settings.ticket_mode,
                         label="Ticket mode",
                         scale=2,
                         min_width=150,
+                        interactive=settings.extraction_allowed,  # SUPPORTBOT_ALLOW_EXTRACTION
                     )
                 chatbot = gr.Chatbot(
                     label="Conversation",
