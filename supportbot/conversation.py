@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportbot import memory
+from supportbot import housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
 from supportbot.attachments.images import PreparedImage, prepare_image
 from supportbot.attachments.intake import Attachments, sort_files
@@ -83,12 +83,11 @@ class TurnRunner:
         self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
     def purge_expired(self, every_s: float = 3600.0) -> int:
-        """Apply SUPPORTBOT_RETENTION_DAYS at most once per ``every_s``: a hosted demo runs for weeks."""
-        days = self.s.settings.retention_days
-        if not days or time.monotonic() - self._last_purge < every_s:
+        """Apply retention to every table at most once per ``every_s`` (see ``supportbot.housekeeping``)."""
+        if time.monotonic() - self._last_purge < every_s:
             return 0
         self._last_purge = time.monotonic()
-        return self.s.history.purge_older_than(days)
+        return sum(housekeeping.purge(self.s).values())
 
     def load(self, conversation_id: str) -> Session | None:
         """A stored conversation, shown as stored; its next turn continues under a new id."""

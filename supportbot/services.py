@@ -13,6 +13,7 @@ from typing import Any
 from supportbot.agent import Agent
 from supportbot.client import ClientFactory
 from supportbot.config import Settings
+from supportbot.housekeeping import ExportFiles
 from supportbot.limits import Budget, budget_for
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
@@ -37,6 +38,7 @@ class Services:
     clients: ClientFactory
     agent: Agent
     counters: SpendCounters
+    exports: ExportFiles
 
     @classmethod
     def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:
@@ -63,6 +65,7 @@ class Services:
             clients,
             Agent(settings, clients),
             SpendCounters(store),
+            ExportFiles(),
         )
 
     def budget(self, identity: str) -> Budget:

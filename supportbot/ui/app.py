@@ -14,6 +14,7 @@ import gradio as gr
 
 from supportbot.config import PACKAGE_DIR, Settings
 from supportbot.errors import ApiError, ConfigError
+from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
 from supportbot.session import Session
 from supportbot.ui import render, usage_view
@@ -30,6 +31,12 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
                 flag = " ⚠ not listed by the service" if m.id in services.catalog.unlisted else ""
                 choices.append((f"{category.replace('_', ' ').title()} · {m.label}{flag}", m.id))
     return choices
+
+
+# Gradio's own cache (uploads, and its copies of outputs such as exports): every 10 minutes,
+# delete files older than 50 minutes, so none outlives an hour. Only set here: with no
+# delete_cache Gradio never deletes anything.
+CACHE_SWEEP = (600, 3000)
 
 
 def queue_options(settings: Settings) -> dict[str, Any]:
@@ -63,14 +70,15 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     settings = settings or Settings.load()
     services = services or Services.create(settings)
     pg = Playground(services)
-    pg.runner.purge_expired()  # then again after turns, at most hourly
+    pg.runner.purge_expired()  # then again after turns and on the sweeper's timer, at most hourly
+    Sweeper(services).start()
     live = services.clients.engine is None
     limit = settings.concurrency_limit
     # LoginButton off a Space needs a local HF login and the network (it raises at the end of the
     # Blocks otherwise), so it is only created on a Space; elsewhere sign-in cannot happen.
     login = settings.require_login and bool(os.environ.get("SPACE_ID"))
 
-    with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True) as demo:
+    with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True, delete_cache=CACHE_SWEEP) as demo:
         state = gr.State(None)
         with gr.Row(elem_classes="sb-header", equal_height=True):
             gr.HTML(

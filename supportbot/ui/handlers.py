@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +217,8 @@ class Playground:
         """Conversation JSON (re-imports), a Markdown transcript and the ticket JSON."""
         session = session or Session()
         history = self.services.history
-        out = Path(tempfile.mkdtemp(prefix="supportbot-export-"))
+        # Removed a few minutes later (see supportbot.housekeeping): Gradio serves its own copy.
+        out = self.services.exports.new_dir()
         cid = session.conversation_id
         (out / f"conversation-{cid}.json").write_text(history.export_json(session), encoding="utf-8")
         (out / f"transcript-{cid}.md").write_text(history.export_markdown(session), encoding="utf-8")
