@@ -400,3 +400,13 @@ def test_the_chat_queue_refuses_work_beyond_its_size(tmp_path: Path) -> None:
         assert any("Queue is full" in o for o in outcomes), outcomes
     finally:
         demo.close()
+
+
+def test_a_turn_stopped_by_a_limit_says_so_in_the_chat(tmp_path: Path) -> None:
+    from supportbot.ui.render import chat_view
+
+    runner = TurnRunner(Services.create(settings(tmp_path, requests_per_day=1), OfflineEngine()))
+    session = Session()
+    run(runner, session, ORDER, runner.s.budget("ip:1.1.1.1"))
+    answer = chat_view(session)[-1]["content"]
+    assert answer.startswith("⏳ **Limit reached.** This app's daily request limit (all visitors) is reached")
