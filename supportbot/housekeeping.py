@@ -109,9 +109,9 @@ class Sweeper:
             self.services.exports.sweep()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # The app purges once at start-up itself; the first round here comes one interval later.
+        while not self._stop.wait(self.every_s):
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - housekeeping must outlive a bad round; say what failed
                 print(f"supportbot: housekeeping failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            self._stop.wait(self.every_s)

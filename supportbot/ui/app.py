@@ -77,6 +77,15 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     # LoginButton off a Space needs a local HF login and the network (it raises at the end of the
     # Blocks otherwise), so it is only created on a Space; elsewhere sign-in cannot happen.
     login = settings.require_login and bool(os.environ.get("SPACE_ID"))
+    if login:
+        try:
+            import authlib  # noqa: F401 - Gradio's OAuth routes need it; say so now, not at launch
+        except ImportError:
+            raise ConfigError(
+                "SUPPORTBOT_REQUIRE_LOGIN", "sign-in needs Gradio's OAuth extra: pip install 'gradio[oauth]'"
+            ) from None
+    elif settings.require_login:
+        print("supportbot: SUPPORTBOT_REQUIRE_LOGIN=1 off a Space: sign-in is unavailable, so every turn asks for it")
 
     with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True, delete_cache=CACHE_SWEEP) as demo:
         state = gr.State(None)
