@@ -77,13 +77,15 @@ def open_sandbox(store: Store, key: str, fork_of: str | None = None, now: float 
     _check_key(key)
     now = time.time() if now is None else now
     with store.transaction() as conn:
-        if conn.execute("SELECT 1 FROM sandboxes WHERE id = ?", (key,)).fetchone():
+        # ON CONFLICT rather than check-then-insert: two replicas opening one new key cannot both create it.
+        created = conn.execute(
+            "INSERT INTO sandboxes (id, created_at, touched_at, forked_from) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (key, now, now, fork_of),
+        ).rowcount
+        if not created:
             conn.execute("UPDATE sandboxes SET touched_at = ? WHERE id = ?", (now, key))
             return False
-        conn.execute(
-            "INSERT INTO sandboxes (id, created_at, touched_at, forked_from) VALUES (?, ?, ?, ?)",
-            (key, now, now, fork_of),
-        )
         if fork_of and fork_of != key:
             for table, cols in _TABLES.items():
                 names = ", ".join(cols)
@@ -172,6 +174,12 @@ class Sandbox:
         with self.store.transaction() as conn:
             yield conn
 
+    def _lock(self, conn: sqlite3.Connection) -> None:
+        """Touch this sandbox's row first: under PostgreSQL the row lock serialises writers of one sandbox, so
+        the next refund id and queue number (MAX + 1) cannot be taken twice; under SQLite the write
+        transaction already does, and the touch keeps retention from expiring a sandbox in use."""
+        conn.execute("UPDATE sandboxes SET touched_at = ? WHERE id = ?", (time.time(), self.key))
+
     # --- reads -------------------------------------------------------------------------------
 
     def get_order(self, order_id: str) -> dict[str, Any] | None:
@@ -206,6 +214,7 @@ class Sandbox:
             raise ValueError(f"outcome must be 'approved' or 'denied', not {outcome!r}")
         oid = normalize_order_id(order_id)
         with self.store.transaction() as conn:
+            self._lock(conn)
             order = conn.execute("SELECT currency FROM orders WHERE id = ?", (oid,)).fetchone()
             if order is None:
                 raise KeyError(f"no order {oid}")
@@ -253,6 +262,7 @@ class Sandbox:
     ) -> dict[str, Any]:
         """Open a hand-off ticket; its queue position counts the open tickets of this sandbox only."""
         with self.store.transaction() as conn:
+            self._lock(conn)
             ahead, last = conn.execute(
                 "SELECT COUNT(CASE WHEN status = 'open' THEN 1 END), COALESCE(MAX(seq), 0) FROM escalations "
                 "WHERE sandbox = ?",
