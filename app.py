@@ -9,7 +9,7 @@ import sys
 
 from supportbot.config import Settings
 from supportbot.errors import SupportbotError
-from supportbot.ui.app import build_app, launch_options, prepare
+from supportbot.ui.app import build_app, launch_options, prepare, queue_options
 
 
 def main() -> int:
@@ -20,7 +20,7 @@ def main() -> int:
     except SupportbotError as exc:
         print(f"supportbot cannot start: {exc}", file=sys.stderr)
         return 2
-    demo.queue(default_concurrency_limit=settings.concurrency_limit).launch(**options)
+    demo.queue(**queue_options(settings)).launch(**options)
     return 0
 
 

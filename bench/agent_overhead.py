@@ -108,7 +108,7 @@ async def main(runs: int) -> None:
         )
         model = load_catalog().get("llama-3.3-70b")
         store = Store(Path(tmp) / "bench.sqlite3")
-        ctx = ToolContext(store)
+        ctx = ToolContext(store.sandbox("bench"))
         for _ in range(5):  # warm up connections and caches on both paths
             await agent_turn(agent, model, ctx)
             await raw_turn(raw, model.id, ctx, settings.max_output_tokens)

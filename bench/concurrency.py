@@ -40,7 +40,7 @@ from gradio_client import Client  # noqa: E402
 
 from supportbot.config import Settings  # noqa: E402
 from supportbot.engine import OfflineEngine, start_server  # noqa: E402
-from supportbot.ui.app import build_app, launch_options  # noqa: E402
+from supportbot.ui.app import build_app, launch_options, queue_options  # noqa: E402
 
 GOAL = 0.90
 
@@ -53,7 +53,7 @@ def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Se
         dotenv_path=None,
     )
     demo = build_app(settings)
-    demo.queue(default_concurrency_limit=settings.concurrency_limit)
+    demo.queue(**queue_options(settings))
     options = launch_options(settings, env={})
     options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     _, url, _ = demo.launch(**options)

@@ -13,6 +13,8 @@ turn never makes more than (max_tool_steps + 1) x (1 + max_retries) requests.
 Every discarded attempt is still a request: the SDK says how many it took
 (``retries_taken`` on the raw response), and a failure after retries is counted
 from the SDK's own retry rule, so each becomes a "retry" usage record.
+Spending: each request is reserved from the turn's ``Budget`` (``supportbot.limits``) before it
+is sent and settled with its attempts after, so a spent budget stops a turn between requests.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any
 import httpx
 import openai
 
-from supportbot.client import ClientFactory
+from supportbot.client import ClientFactory, sdk_attempts
 from supportbot.config import Settings, redact
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, LimitReached
 from supportbot.events import (
     Done,
     ErrorEvent,
@@ -40,6 +42,7 @@ from supportbot.events import (
     UsageRecord,
     UsageReported,
 )
+from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
@@ -89,8 +92,12 @@ class Agent:
         *,
         turn: int = 0,
         system_prompt: str = SYSTEM_PROMPT,
+        budget: Budget = NO_LIMIT,
     ) -> AsyncIterator[Event]:
-        """Stream one turn's events; ``history`` ends with the new user message and is not modified."""
+        """Stream one turn's events; ``history`` ends with the new user message and is not modified.
+
+        Every request is reserved from ``budget`` before it is sent and settled with the SDK's
+        attempts after; when the budget is spent the turn ends with an ErrorEvent of kind "limit"."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}, *history]
         added: list[dict[str, Any]] = []
         tools = self.registry.schemas() if model.capabilities.tools else None
@@ -98,17 +105,25 @@ class Agent:
         for step in range(self.settings.max_tool_steps + 1):
             purpose = "answer" if step == 0 else "tool_round"
             rnd = _Round()
+            try:
+                await budget.reserve()
+            except LimitReached as exc:
+                yield ErrorEvent("limit", str(exc))
+                yield Done(text, added, "limit", ok=False)
+                return
             started = time.perf_counter()
             try:
                 async for delta in self._stream(messages, model, tools, rnd, started):
                     text += delta
                     yield TextDelta(delta)
             except _Failed as failed:
+                await budget.record(failed.attempts)
                 for record in _retries(failed.attempts, model.id, turn):
                     yield UsageReported(record)
                 yield ErrorEvent(failed.error.kind, str(failed.error), failed.error.status)
                 yield Done(text, added, None, ok=False)
                 return
+            await budget.record(1 + rnd.retries)
             for record in _retries(rnd.retries, model.id, turn):
                 yield UsageReported(record)
             yield UsageReported(self._usage(rnd, messages, tools, model, purpose, started, turn))
@@ -274,24 +289,6 @@ class _Failed(Exception):
     def __init__(self, error: ApiError, retries: int) -> None:
         self.error = error
         self.attempts = retries + 1  # a failed request's last attempt is discarded too
-
-
-def sdk_attempts(exc: openai.APIError, max_retries: int) -> int:
-    """How many attempts the SDK made before raising ``exc``, by the SDK's own retry rule:
-    timeouts, connection errors, 408, 409, 429 and 5xx are retried unless the server says not to."""
-    if isinstance(exc, openai.APIConnectionError):  # timeouts included
-        return 1 + max_retries
-    response = getattr(exc, "response", None)
-    if response is None:
-        return 1
-    if response.headers.get("x-should-retry") == "false":
-        return 1
-    retryable = (
-        response.headers.get("x-should-retry") == "true"
-        or response.status_code in (408, 409, 429)
-        or response.status_code >= 500
-    )
-    return 1 + max_retries if retryable else 1
 
 
 def _retries(discarded: int, model_id: str, turn: int) -> list[UsageRecord]:

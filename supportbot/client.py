@@ -127,3 +127,21 @@ class ClientFactory:
                 "models", f"could not list models at {self.base_url}: {type(exc).__name__}: {detail}"
             ) from None
         return [m.id for m in page.data]
+
+
+def sdk_attempts(exc: openai.APIError, max_retries: int) -> int:
+    """How many attempts the SDK made before raising ``exc``, by the SDK's own retry rule:
+    timeouts, connection errors, 408, 409, 429 and 5xx are retried unless the server says not to."""
+    if isinstance(exc, openai.APIConnectionError):  # timeouts included
+        return 1 + max_retries
+    response = getattr(exc, "response", None)
+    if response is None:
+        return 1
+    if response.headers.get("x-should-retry") == "false":
+        return 1
+    retryable = (
+        response.headers.get("x-should-retry") == "true"
+        or response.status_code in (408, 409, 429)
+        or response.status_code >= 500
+    )
+    return 1 + max_retries if retryable else 1

@@ -4,7 +4,9 @@ Precedence, highest first:
 1. keyword overrides passed to :meth:`Settings.load` (tests, scripts);
 2. the process environment (a Space's secrets arrive here);
 3. a `.env` file in the working directory (or the path given);
-4. the defaults below.
+4. on a Hugging Face Space (``SPACE_ID`` set), ``SPACE_DEFAULTS``: spending bounds, retention and one
+   trusted proxy hop, because strangers share the app and the owner's key there;
+5. the defaults below (no bounds: a local run is one person's).
 
 A bad value raises :class:`~supportbot.errors.ConfigError` naming the variable.
 """
@@ -45,7 +47,26 @@ ENV_VARS: dict[str, str] = {
     "concurrency_limit": "SUPPORTBOT_CONCURRENCY",
     "record_path": "SUPPORTBOT_RECORD",
     "cassette_path": "SUPPORTBOT_CASSETTE",
+    "visitor_requests_per_day": "SUPPORTBOT_VISITOR_REQUESTS_PER_DAY",
+    "requests_per_day": "SUPPORTBOT_REQUESTS_PER_DAY",
+    "max_input_tokens_per_turn": "SUPPORTBOT_MAX_INPUT_TOKENS_PER_TURN",
+    "allow_extraction": "SUPPORTBOT_ALLOW_EXTRACTION",
+    "require_login": "SUPPORTBOT_REQUIRE_LOGIN",
+    "trusted_proxies": "SUPPORTBOT_TRUSTED_PROXIES",
+    "queue_size": "SUPPORTBOT_QUEUE_SIZE",
 }
+
+# Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.
+SPACE_DEFAULTS: dict[str, Any] = {
+    "visitor_requests_per_day": 200,
+    "requests_per_day": 2000,
+    "max_input_tokens_per_turn": 200_000,
+    "allow_extraction": False,
+    "trusted_proxies": 1,  # the Space's own proxy appends the visitor's address to X-Forwarded-For
+    "retention_days": 30,
+}
+# Waiting chat events allowed per running one before the queue refuses more ("busy, try again").
+QUEUE_PER_SLOT = 2
 
 
 class Settings(BaseModel):
@@ -70,11 +91,19 @@ class Settings(BaseModel):
     max_images_per_turn: int = Field(4, ge=1, le=16)
     ticket_mode: Literal["inline", "extraction"] = "inline"
     plan: str = "pro"
-    retention_days: int | None = Field(None, ge=1)
+    retention_days: int | None = Field(None, ge=0)  # 0 or unset: keep forever
     concurrency_limit: int = Field(64, ge=1, le=1024)
     # Append every request and response to this JSON-lines file (never the key or headers).
     record_path: Path | None = None
     cassette_path: Path | None = None
+    # Spending bounds; None or 0 = no bound. Counted per UTC day in the database.
+    visitor_requests_per_day: int | None = Field(None, ge=0)
+    requests_per_day: int | None = Field(None, ge=0)
+    max_input_tokens_per_turn: int | None = Field(None, ge=0)
+    allow_extraction: bool | None = None  # None: allowed (on a Space the default is False)
+    require_login: bool = False
+    trusted_proxies: int = Field(0, ge=0, le=10)
+    queue_size: int | None = Field(None, ge=1, le=100_000)
 
     @classmethod
     def load(
@@ -95,6 +124,8 @@ class Settings(BaseModel):
             if value is not None and str(value).strip() != "":
                 raw[field] = str(value).strip()
         raw.update(overrides or {})
+        if env.get("SPACE_ID"):
+            raw = {**SPACE_DEFAULTS, **raw}
         try:
             return cls(**raw)
         except ValidationError as exc:
@@ -111,8 +142,24 @@ class Settings(BaseModel):
             return self.api_key is not None
         return self.engine == "live"
 
+    @property
+    def extraction_allowed(self) -> bool:
+        """Whether visitors may use extraction ticket mode (1-2 extra requests a turn)."""
+        return self.allow_extraction is not False
+
+    @property
+    def queue_max_size(self) -> int:
+        """How many chat events may wait for a slot before the queue refuses more."""
+        return self.queue_size or QUEUE_PER_SLOT * self.concurrency_limit
+
     def check(self) -> None:
         """Raise ConfigError for combinations no single field can catch."""
+        if self.ticket_mode == "extraction" and not self.extraction_allowed:
+            raise ConfigError(
+                "SUPPORTBOT_ALLOW_EXTRACTION",
+                "is off (the default on a Space) but SUPPORTBOT_TICKET_MODE=extraction; set it to 1, "
+                "or use SUPPORTBOT_TICKET_MODE=inline",
+            )
         if self.engine == "live" and self.api_key is None:
             raise ConfigError("OXLO_API_KEY", "SUPPORTBOT_ENGINE=live needs an API key")
         if self.engine == "replay":

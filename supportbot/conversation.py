@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportbot import memory
+from supportbot import housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
 from supportbot.attachments.images import PreparedImage, prepare_image
 from supportbot.attachments.intake import Attachments, sort_files
@@ -40,11 +40,13 @@ from supportbot.events import (
     ToolCallFinished,
     UsageReported,
 )
+from supportbot.limits import NO_LIMIT, Budget, cap_turn
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.router import TurnFacts, route
 from supportbot.services import Services
 from supportbot.session import Session, new_conversation_id
+from supportbot.storage.sandbox import Sandbox
 from supportbot.ticket.extraction import extract_ticket
 from supportbot.ticket.record import Ticket, build_inline
 from supportbot.tools import REGISTRY, ToolContext
@@ -64,6 +66,8 @@ class _Turn:
     user_msg: dict[str, Any]
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
+    sandbox: Sandbox | None = None  # the conversation's view of the demo shop
+    budget: Budget = NO_LIMIT  # the visitor's spending bounds; every model request draws on it
     answer: str = ""
     rounds: list[dict[str, Any]] = field(default_factory=list)
     done: Done | None = None
@@ -79,12 +83,11 @@ class TurnRunner:
         self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
     def purge_expired(self, every_s: float = 3600.0) -> int:
-        """Apply SUPPORTBOT_RETENTION_DAYS at most once per ``every_s``: a hosted demo runs for weeks."""
-        days = self.s.settings.retention_days
-        if not days or time.monotonic() - self._last_purge < every_s:
+        """Apply retention to every table at most once per ``every_s`` (see ``supportbot.housekeeping``)."""
+        if time.monotonic() - self._last_purge < every_s:
             return 0
         self._last_purge = time.monotonic()
-        return self.s.history.purge_older_than(days)
+        return sum(housekeeping.purge(self.s).values())
 
     def load(self, conversation_id: str) -> Session | None:
         """A stored conversation, shown as stored; its next turn continues under a new id."""
@@ -117,11 +120,22 @@ class TurnRunner:
         selected: str | None = None,
         ticket_mode: str | None = None,
         progress: Progress | None = None,
+        budget: Budget = NO_LIMIT,
     ) -> AsyncIterator[Event]:
-        """Run one turn and yield its events; ``session`` is updated as they happen."""
+        """Run one turn and yield its events; ``session`` is updated as they happen.
+
+        Every model request of the turn draws on ``budget``; a turn that could not make one is
+        refused before it starts (LimitReached), like bad input: the session is untouched."""
         text = (text or "").strip()
         if not text and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
+        mode = ticket_mode or self.s.settings.ticket_mode
+        if mode == "extraction" and not self.s.settings.extraction_allowed:
+            raise SupportbotError(
+                "Ticket extraction mode is switched off on this app (SUPPORTBOT_ALLOW_EXTRACTION): it costs one or "
+                "two extra requests a turn. Choose the inline ticket mode."
+            )
+        await budget.check()
         # Checked and set before the first await: two turns at once would each overwrite the other's history.
         if session.busy:
             raise SupportbotError(
@@ -131,6 +145,7 @@ class TurnRunner:
         report = progress or (lambda _f, _d: None)
         try:
             turn = await self._prepare(session, text, list(files or []), selected, report)
+            turn.budget = budget
             yield RouteChosen(turn.decision)
             for note in turn.notes:
                 yield Notice(note)
@@ -140,7 +155,7 @@ class TurnRunner:
             except (asyncio.CancelledError, GeneratorExit):
                 self._commit_stopped(session, turn)
                 raise
-            async for event in self._commit(session, turn, ticket_mode or self.s.settings.ticket_mode):
+            async for event in self._commit(session, turn, mode):
                 yield event
         finally:
             session.busy = False
@@ -153,19 +168,25 @@ class TurnRunner:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
         decision = self.decide(session, text, found, selected)
+        if (cap := self.s.settings.max_input_tokens_per_turn) and decision.est_tokens > cap:
+            decision = cap_turn(decision, self.facts(session, text, found), cap, self.s.policy.safety_margin)
         model = self.s.catalog.get(decision.model)
         images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
         # Nothing above changed the session: bad input leaves it as it was.
+        fork_of = None
         if session.loaded:
             # A reloaded or shared conversation continues under a new id, so two people who open
             # the same link never overwrite each other's stored turns.
+            fork_of = session.conversation_id
             session.forked_from, session.conversation_id, session.loaded = (
                 session.conversation_id,
                 new_conversation_id(),
                 False,
             )
+        # The conversation's own view of the demo shop; a fork starts from a copy of its original's.
+        sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
         session.turn += 1
         number = session.turn
         attachments = [_image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
@@ -182,7 +203,8 @@ class TurnRunner:
         session.routes.append({"turn": number, **decision.to_json()})
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
-        return _Turn(number, decision, model, history, _user_message(text, log_blocks, images), images, notes)
+        user_msg = _user_message(text, log_blocks, images)
+        return _Turn(number, decision, model, history, user_msg, images, notes, sandbox=sandbox)
 
     def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
         return prepare_image(
@@ -217,8 +239,10 @@ class TurnRunner:
     # --- stream -----------------------------------------------------------------------------
 
     async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
-        ctx = ToolContext(self.s.store, session.conversation_id, memory.transcript(session), session.ticket_fields)
-        async for event in self.s.agent.run_turn([*turn.history, turn.user_msg], turn.model, ctx, turn=turn.number):
+        sandbox = turn.sandbox or self.s.store.sandbox(session.conversation_id)
+        ctx = ToolContext(sandbox, session.conversation_id, memory.transcript(session), session.ticket_fields)
+        messages = [*turn.history, turn.user_msg]
+        async for event in self.s.agent.run_turn(messages, turn.model, ctx, turn=turn.number, budget=turn.budget):
             if isinstance(event, ToolCallFinished):
                 session.tool_calls.append({"turn": turn.number, **event.to_json()})
                 await asyncio.to_thread(self.s.history.save, session)
@@ -258,7 +282,7 @@ class TurnRunner:
         added = done.messages if done.ok else turn.rounds
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, ending, added)) is not None:
             session.history = kept
-        async for event in self._ticket(session, turn.model, ticket_mode, turn.number):
+        async for event in self._ticket(session, turn.model, ticket_mode, turn.number, turn.budget):
             yield event
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
@@ -274,7 +298,9 @@ class TurnRunner:
         self._set_ticket(session, self._inline_ticket(session))
         self.s.history.save(session)  # no await: the task is being cancelled
 
-    async def _ticket(self, session: Session, model: ModelInfo, mode: str, turn: int) -> AsyncIterator[Event]:
+    async def _ticket(
+        self, session: Session, model: ModelInfo, mode: str, turn: int, budget: Budget = NO_LIMIT
+    ) -> AsyncIterator[Event]:
         if mode == "extraction":
             # Models without JSON-schema output get JSON mode with the schema in the prompt (see ticket.extraction).
             result = await extract_ticket(
@@ -285,6 +311,7 @@ class TurnRunner:
                 tool_calls=session.tool_calls,
                 max_tokens=self.s.settings.max_output_tokens,
                 turn=turn,
+                budget=budget,
             )
             for record in result.usage:
                 session.usage.append(record.to_json())

@@ -8,6 +8,8 @@
     │   ├── ImageRejected           not a usable image (corrupt, bomb, too large, wrong kind)
     │   └── LogRejected             not a usable log (binary, undecodable, over a cap)
     ├── ToolError                   a tool could not do its job; becomes an error result for the model
+    ├── LimitReached                a spending bound refused a request; carries ``variable``, ``used``,
+    │                               ``allowed`` and ``resets_at``
     └── ApiError                    the model service failed; carries ``kind`` and ``status``
 
 Constructors only store data and format the message: no logging, no I/O.
@@ -58,6 +60,18 @@ class LogRejected(AttachmentError):
 
 class ToolError(SupportbotError):
     """A tool failed in a way the model should hear about (e.g. order not found)."""
+
+
+class LimitReached(SupportbotError):
+    """A spending bound refused a turn or a request: which bound (``variable``), ``used`` of ``allowed``,
+    and when it resets (``resets_at``, an ISO time, None for a per-turn bound)."""
+
+    def __init__(self, variable: str, used: int, allowed: int, message: str, resets_at: str | None = None) -> None:
+        self.variable = variable
+        self.used = used
+        self.allowed = allowed
+        self.resets_at = resets_at
+        super().__init__(message)
 
 
 class ApiError(SupportbotError):

@@ -13,9 +13,12 @@ from typing import Any
 from supportbot.agent import Agent
 from supportbot.client import ClientFactory
 from supportbot.config import Settings
+from supportbot.housekeeping import ExportFiles
+from supportbot.limits import Budget, budget_for
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
 from supportbot.routing.router import RoutingPolicy, load_policy, plan_tiers
+from supportbot.storage.counters import SpendCounters
 from supportbot.storage.history import History
 from supportbot.storage.store import Store
 
@@ -34,6 +37,8 @@ class Services:
     history: History
     clients: ClientFactory
     agent: Agent
+    counters: SpendCounters
+    exports: ExportFiles
 
     @classmethod
     def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:
@@ -54,16 +59,23 @@ class Services:
         clients = ClientFactory(settings, engine, context_windows=windows, transport=transport)
         if clients.engine is not None:  # the in-process engine's model list is known without a request
             catalog = catalog.with_service_ids(clients.engine.model_ids)
+        store = Store(db)
         return cls(
             settings,
             catalog,
             policy,
             pricing,
-            Store(db),
+            store,
             History(db),
             clients,
             Agent(settings, clients),
+            SpendCounters(store),
+            ExportFiles(),
         )
+
+    def budget(self, identity: str) -> Budget:
+        """The budget a visitor's turns draw on (see ``supportbot.limits``)."""
+        return budget_for(self.settings, self.counters, identity)
 
     @property
     def offline(self) -> bool:

@@ -35,16 +35,18 @@ import os  # noqa: E402
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def launch_app(data_dir: Path, **overrides):
-    """Build and launch the playground on a free loopback port; returns (demo, url)."""
+def launch_app(data_dir: Path, services=None, **overrides):
+    """Build and launch the playground on a free loopback port; returns (demo, url).
+
+    ``services``, a function of the settings, makes the app's Services (e.g. with a slow engine)."""
     from supportbot.config import Settings
-    from supportbot.ui.app import build_app, launch_options
+    from supportbot.ui.app import build_app, launch_options, queue_options
 
     settings = Settings.load({"data_dir": data_dir, "engine": "offline", **overrides}, environ={}, dotenv_path=None)
-    demo = build_app(settings)
+    demo = build_app(settings, services(settings) if services else None)
     options = launch_options(settings, env={})
     options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue(default_concurrency_limit=settings.concurrency_limit)
+    demo.queue(**queue_options(settings))
     _, url, _ = demo.launch(**options)
     return demo, url
 

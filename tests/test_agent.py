@@ -51,7 +51,9 @@ def scripted(s: Settings, model: ScriptedModel) -> Agent:
 
 def run(agent: Agent, text: str, store: Store, model=LLAMA) -> list:
     async def go():
-        return [e async for e in agent.run_turn([{"role": "user", "content": text}], model, ToolContext(store))]
+        return [
+            e async for e in agent.run_turn([{"role": "user", "content": text}], model, ToolContext(store.sandbox("t")))
+        ]
 
     return asyncio.run(go())
 

@@ -33,8 +33,17 @@ def imports(path: Path) -> list[tuple[str, bool]]:
         if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
         for node in ast.walk(fn)
     }
+    # Imports under "if TYPE_CHECKING:" only name types for annotations: not a dependency.
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
     found = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, id(node) not in deferred) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -71,10 +80,12 @@ LAYERS = {
     "client": 3,
     "cassette": 2,
     "attachments": 3,
-    "ticket": 3,
     "tools": 3,
+    "limits": 3,
     "memory": 4,
+    "housekeeping": 4,
     "agent": 4,
+    "ticket": 4,
     "services": 5,
     "conversation": 6,
     "ui": 7,

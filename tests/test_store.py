@@ -216,7 +216,7 @@ def test_failed_seed_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
     path = tmp_path / "db.sqlite"
     with Store(path, today=today) as first:
-        first.create_escalation("reason", "normal", "summary", None)
+        first.sandbox("s").create_escalation("reason", "normal", "summary", None)
         eta = first.get_order("48291")["eta"]
     with Store(path, today=today + timedelta(days=3)) as second:
         assert second.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
@@ -225,36 +225,40 @@ def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
             == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
         )
         assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
-        assert second.execute("SELECT COUNT(*) AS n FROM escalations")[0]["n"] == 1
+        assert len(second.sandbox("s").list_escalations()) == 1
 
 
 def test_refund_records_and_marks_order(store: Store, today: date) -> None:
-    denied = store.record_refund("#48250", reason="changed my mind", outcome="denied", amount=0.0, explanation="late")
-    assert denied["outcome"] == "denied" and store.get_order("48250")["status"] == "delivered"
-    approved = store.record_refund("48256", reason="broken", outcome="approved", amount=12.5, explanation="ok")
+    sandbox = store.sandbox("s")  # refunds are written to a conversation's sandbox, never to the seed
+    denied = sandbox.record_refund("#48250", reason="changed my mind", outcome="denied", amount=0.0, explanation="late")
+    assert denied["outcome"] == "denied" and sandbox.get_order("48250")["status"] == "delivered"
+    approved = sandbox.record_refund("48256", reason="broken", outcome="approved", amount=12.5, explanation="ok")
     assert approved["order_id"] == "48256" and approved["currency"] == "USD"
-    order = store.get_order("48256")
+    order = sandbox.get_order("48256")
     assert order["status"] == "refunded" and order["refunded_on"] == today.isoformat()
-    recorded = store.execute("SELECT order_id, outcome, amount FROM refunds ORDER BY id")
+    recorded = store.execute(
+        "SELECT order_id, outcome, amount FROM refunds WHERE sandbox = ? ORDER BY refund_id", (sandbox.key,)
+    )
     assert recorded == [
         {"order_id": "48250", "outcome": "denied", "amount": 0.0},
         {"order_id": "48256", "outcome": "approved", "amount": 12.5},
     ]
     with pytest.raises(ValueError):
-        store.record_refund("48256", reason="x", outcome="maybe", amount=0, explanation="")  # type: ignore[arg-type]
+        sandbox.record_refund("48256", reason="x", outcome="maybe", amount=0, explanation="")  # type: ignore[arg-type]
 
 
 def test_escalations_queue(store: Store) -> None:
-    first = store.create_escalation("angry", "high", "summary one", "conv-1")
-    second = store.create_escalation("refund dispute", "normal", "summary two", None)
+    sandbox = store.sandbox("s")
+    first = sandbox.create_escalation("angry", "high", "summary one", "conv-1")
+    second = sandbox.create_escalation("refund dispute", "normal", "summary two", None)
     assert re.fullmatch(r"ESC-[0-9A-F]{6}", first["ticket_id"])
     assert first["ticket_id"] != second["ticket_id"]
     assert (first["queue_position"], second["queue_position"]) == (1, 2)
     # A human closes the first ticket (outside this app: no code here closes tickets).
     store.execute("UPDATE escalations SET status = 'closed' WHERE ticket_id = ?", (first["ticket_id"],))
-    third = store.create_escalation("other", "low", "summary three", None)
+    third = sandbox.create_escalation("other", "low", "summary three", None)
     assert third["queue_position"] == 2  # only the still-open ticket is ahead
-    listed = store.execute("SELECT * FROM escalations ORDER BY created_at, rowid")
+    listed = store.execute("SELECT * FROM escalations WHERE sandbox = ? ORDER BY seq", (sandbox.key,))
     assert [e["ticket_id"] for e in listed] == [first["ticket_id"], second["ticket_id"], third["ticket_id"]]
     assert listed[0]["conversation_id"] == "conv-1" and listed[0]["status"] == "closed"
     assert [(e["reason"], e["priority"], e["summary"]) for e in listed[1:]] == [
@@ -288,7 +292,7 @@ def test_concurrent_use_from_threads(store: Store) -> None:
                 assert store.search_kb("refund money back")
                 assert store.get_customer(customer_id="C1001") is not None
                 if i % 5 == 0:
-                    tickets.append(store.create_escalation(f"t{n}-{i}", "normal", "s", None))
+                    tickets.append(store.sandbox("shared").create_escalation(f"t{n}-{i}", "normal", "s", None))
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 

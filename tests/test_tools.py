@@ -27,7 +27,7 @@ TOOL_NAMES = [
 
 @pytest.fixture
 def ctx(store: Store) -> ToolContext:
-    return ToolContext(store=store, conversation_id="conv-1")
+    return ToolContext(store=store.sandbox("conv-1"), conversation_id="conv-1")
 
 
 def call(name: str, arguments: Any, ctx: ToolContext, registry: ToolRegistry = REGISTRY) -> ToolResult:
@@ -312,7 +312,9 @@ def test_refund_policy_branches(ctx: ToolContext, order_id: str, outcome: str, p
     assert result.result["outcome"] == outcome
     assert phrase in result.result["explanation"]
     assert result.result["amount"] == (before["total"] if outcome == "approved" else 0.0)
-    recorded = ctx.store.execute("SELECT outcome, reason FROM refunds WHERE order_id = ?", (order_id,))
+    recorded = ctx.store.store.execute(
+        "SELECT outcome, reason FROM refunds WHERE sandbox = ? AND order_id = ?", (ctx.store.key, order_id)
+    )
     assert [(r["outcome"], r["reason"]) for r in recorded] == [(outcome, "customer asked")]
     after = ctx.store.get_order(order_id)["status"]
     assert after == ("refunded" if outcome == "approved" else before["status"])
@@ -355,14 +357,14 @@ def test_escalation_tickets_and_queue(ctx: ToolContext) -> None:
     assert first.result["ticket_id"].startswith("ESC-") and first.result["ticket_id"] != second.result["ticket_id"]
     assert (first.result["queue_position"], second.result["queue_position"]) == (1, 2)
     assert (first.result["priority"], second.result["priority"]) == ("high", "normal")
-    stored = ctx.store.execute("SELECT * FROM escalations WHERE ticket_id = ?", (first.result["ticket_id"],))[0]
+    stored = ctx.store.store.execute("SELECT * FROM escalations WHERE ticket_id = ?", (first.result["ticket_id"],))[0]
     assert stored["conversation_id"] == "conv-1"
     assert "customer is worried about a late order" in stored["summary"]
     assert "#48291" in stored["summary"] and '"sentiment": "negative"' in stored["summary"]
 
 
 def test_update_ticket_merges_and_keeps_sessions_apart(store: Store) -> None:
-    a, b = ToolContext(store=store), ToolContext(store=store)
+    a, b = ToolContext(store=store.sandbox("a")), ToolContext(store=store.sandbox("b"))
     call("update_ticket", {"category": "order_status", "frustration": 2, "language": "en"}, a)
     merged = call("update_ticket", {"frustration": 3, "next_steps": ["chase carrier"], "sentiment": None}, a)
     assert merged.ok

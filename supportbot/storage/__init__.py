@@ -1,7 +1,9 @@
 """Storage: everything that outlives a request.
 
-``store`` holds the demo shop (customers, orders, knowledge base, refunds, escalations) seeded
-from the validated files that ``demo_data`` reads; ``history`` persists conversations and ticket
-versions and exports/imports them. It may import ``errors``, ``vocabulary`` and ``session``;
-never the SDK, Gradio, routing or the engine.
+``store`` holds the demo shop (customers, orders, knowledge base) seeded from the validated
+files that ``demo_data`` reads, never modified after; ``sandbox`` gives each conversation its
+own copy-on-write view of it (refunds, escalations, order changes); ``history`` persists
+conversations and ticket versions and exports/imports them; ``counters`` keeps the daily
+spending counters. It may import ``config``, ``errors``, ``vocabulary`` and ``session``; never
+the SDK, Gradio, routing or the engine.
 """

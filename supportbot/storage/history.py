@@ -242,6 +242,12 @@ class History:
             ids = [r[0] for r in self._db.execute("SELECT id FROM conversations WHERE updated_at < ?", (cutoff,))]
             self._db.executemany("DELETE FROM ticket_versions WHERE conversation_id = ?", [(i,) for i in ids])
             self._db.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
+            # Versions whose conversation was never saved (or is already gone) expire by their own age.
+            self._db.execute(
+                "DELETE FROM ticket_versions WHERE created_at < ? "
+                "AND conversation_id NOT IN (SELECT id FROM conversations)",
+                (cutoff,),
+            )
         return len(ids)
 
     # ------------------------------------------------------------ export / import

@@ -1,28 +1,32 @@
-"""SQLite store: customers, orders, knowledge base, refunds and escalations.
+"""SQLite store: the seeded demo shop (customers, orders, knowledge base) and its sandboxes.
 
 One connection in WAL mode, shared by asyncio handlers and worker threads behind a
 re-entrant lock. The demo data under ``assets/demo`` is validated (see
 ``supportbot.storage.demo_data``) and seeded on first use; dates in it are day offsets from
-the seeding day so the demo stays fresh.
+the seeding day so the demo stays fresh. The seeded rows are never modified: everything a
+conversation changes (refunds, escalations, order status) lives in its sandbox, keyed by a
+``sandbox`` column (see ``supportbot.storage.sandbox``), and reads overlay it.
 Other modules may keep their own tables in the same file via ``execute`` and
-``transaction``.
+``transaction``. The data model is plain SQL (no SQLite-only column types or row ids), so a
+PostgreSQL backend can implement the same methods; FTS5 for the knowledge base is the one
+SQLite-specific part.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from supportbot.config import ASSETS_DIR
-from supportbot.errors import CatalogError
+from supportbot.errors import CatalogError, SupportbotError
+from supportbot.storage import sandbox as sandboxes
 from supportbot.storage.demo_data import CustomerEntry, OrderEntry, load_policy, read_entries, read_kb
 
 DEFAULT_ASSETS = ASSETS_DIR
@@ -60,14 +64,39 @@ CREATE TABLE IF NOT EXISTS kb_articles (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, category TEXT NOT NULL, body TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
     id UNINDEXED, title, category, body, tokenize = 'porter unicode61 remove_diacritics 2');
-CREATE TABLE IF NOT EXISTS refunds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL REFERENCES orders(id),
-    reason TEXT NOT NULL, outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'denied')),
-    amount REAL NOT NULL, currency TEXT NOT NULL, explanation TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS escalations (
-    ticket_id TEXT PRIMARY KEY, reason TEXT NOT NULL, priority TEXT NOT NULL, summary TEXT NOT NULL,
-    conversation_id TEXT, status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL);
 """
+# The sandbox tables (see supportbot.storage.sandbox) are created after a possible migration
+# of the version-1 refunds and escalations tables, which had no sandbox column.
+SCHEMA_VERSION = 2
+# Order columns a sandbox may change; reads take them from order_changes when a row exists.
+_OVERLAY = ("status", "refunded_on")
+_ORDER_COLUMNS = (
+    "id",
+    "customer_id",
+    "status",
+    "status_detail",
+    "ordered_on",
+    "shipped_on",
+    "eta",
+    "delivered_on",
+    "cancelled_on",
+    "refunded_on",
+    "carrier",
+    "tracking_number",
+    "items",
+    "total",
+    "currency",
+)
+# CASE, not COALESCE: a sandbox may set a column back to NULL.
+_ORDER_SELECT = (
+    "SELECT "
+    + ", ".join(
+        f"CASE WHEN c.order_id IS NULL THEN o.{col} ELSE c.{col} END AS {col}" if col in _OVERLAY else f"o.{col}"
+        for col in _ORDER_COLUMNS
+    )
+    + " FROM orders o LEFT JOIN order_changes c ON c.order_id = o.id AND c.sandbox = ?"
+)
+SEEDED = ""  # the sandbox key that reads the seeded data as it is; never written
 
 
 def fts_query(text: str) -> str:
@@ -86,12 +115,8 @@ def normalize_order_id(order_id: str) -> str:
     return text.lstrip("#").strip()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class Store:
-    """Orders, customers, knowledge base, refunds and escalations in one SQLite file."""
+    """The seeded demo shop and every conversation's sandbox of it, in one SQLite file."""
 
     def __init__(self, path: Path, *, assets_dir: Path | None = None, today: date | None = None) -> None:
         self.path = Path(path)
@@ -110,6 +135,7 @@ class Store:
         try:
             self._conn.executescript(_SCHEMA)
             self.policy = load_policy(self._demo_dir)
+            self._migrate()
             self._seed_if_empty()
         except BaseException:
             self._conn.close()  # a bad asset must not leak an open handle on the file
@@ -160,6 +186,45 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring the sandbox tables to SCHEMA_VERSION; refuse a database written by newer code."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 1
+            if version > SCHEMA_VERSION:
+                raise SupportbotError(
+                    f"{self.path}: the database has schema version {version}, newer than this code knows "
+                    f"({SCHEMA_VERSION}); upgrade supportbot or point SUPPORTBOT_DATA_DIR elsewhere"
+                )
+            legacy = sandboxes.rename_v1_tables(conn) if version < SCHEMA_VERSION else False
+            for statement in sandboxes.SCHEMA:
+                conn.execute(statement)
+            if legacy:
+                sandboxes.migrate_v1_rows(conn, self._restore_seeded_orders)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    def _restore_seeded_orders(self, conn: sqlite3.Connection, order_ids: list[str]) -> None:
+        """Undo version 1's in-place refunds: put these orders back as the demo files seed them."""
+        seeded = conn.execute("SELECT value FROM meta WHERE key = 'seeded_on'").fetchone()
+        if seeded is None or not order_ids:
+            return
+        day = date.fromisoformat(seeded[0])
+        entries = {o.id: o for o in read_entries(self._demo_dir / "orders.json", OrderEntry, "order")}
+        for oid in order_ids:
+            entry = entries.get(oid)
+            if entry is not None:
+                refunded = entry.refunded_days_ago
+                conn.execute(
+                    "UPDATE orders SET status = ?, refunded_on = ? WHERE id = ?",
+                    (entry.status, None if refunded is None else (day - timedelta(days=refunded)).isoformat(), oid),
+                )
 
     # --- seeding ---------------------------------------------------------------------------
 
@@ -222,9 +287,9 @@ class Store:
         order["items"] = json.loads(order["items"])
         return order
 
-    def get_order(self, order_id: str) -> dict[str, Any] | None:
-        """The order with this id ('#48291' and '48291' both work), or None."""
-        rows = self.execute("SELECT * FROM orders WHERE id = ?", (normalize_order_id(order_id),))
+    def get_order(self, order_id: str, *, sandbox: str = SEEDED) -> dict[str, Any] | None:
+        """The order with this id ('#48291' and '48291' both work) as ``sandbox`` sees it, or None."""
+        rows = self.execute(f"{_ORDER_SELECT} WHERE o.id = ?", (sandbox, normalize_order_id(order_id)))
         return self._order(rows[0]) if rows else None
 
     def get_customer(self, *, email: str | None = None, customer_id: str | None = None) -> dict[str, Any] | None:
@@ -241,13 +306,24 @@ class Store:
         rows = self.execute(f"SELECT * FROM customers WHERE {' AND '.join(clauses)}", params)
         return rows[0] if rows else None
 
-    def orders_for_customer(self, customer_id: str, limit: int = 5) -> list[dict[str, Any]]:
-        """The customer's orders, newest first."""
+    def orders_for_customer(self, customer_id: str, limit: int = 5, *, sandbox: str = SEEDED) -> list[dict[str, Any]]:
+        """The customer's orders as ``sandbox`` sees them, newest first."""
         rows = self.execute(
-            "SELECT * FROM orders WHERE customer_id = ? ORDER BY ordered_on DESC, id DESC LIMIT ?",
-            (customer_id.strip().upper(), limit),
+            f"{_ORDER_SELECT} WHERE o.customer_id = ? ORDER BY o.ordered_on DESC, o.id DESC LIMIT ?",
+            (sandbox, customer_id.strip().upper(), limit),
         )
         return [self._order(r) for r in rows]
+
+    # --- sandboxes -----------------------------------------------------------------------------
+
+    def sandbox(self, key: str, *, fork_of: str | None = None) -> sandboxes.Sandbox:
+        """Open (create or touch) the sandbox ``key``; a new one forked from ``fork_of`` starts as its copy."""
+        sandboxes.open_sandbox(self, key, fork_of)
+        return sandboxes.Sandbox(self, key)
+
+    def purge_sandboxes(self, before: float) -> int:
+        """Delete sandboxes untouched since ``before`` (epoch seconds) with all they changed; returns how many."""
+        return sandboxes.purge(self, before)
 
     # --- knowledge base ------------------------------------------------------------------------
 
@@ -266,61 +342,3 @@ class Store:
         for row in rows:
             row["score"] = round(-row.pop("rank"), 3)  # bm25 is lower-is-better; flip it
         return rows
-
-    # --- refunds -------------------------------------------------------------------------------
-
-    def record_refund(
-        self, order_id: str, *, reason: str, outcome: Literal["approved", "denied"], amount: float, explanation: str
-    ) -> dict[str, Any]:
-        """Store a refund decision; an approved one also marks the order refunded."""
-        if outcome not in ("approved", "denied"):
-            raise ValueError(f"outcome must be 'approved' or 'denied', not {outcome!r}")
-        oid = normalize_order_id(order_id)
-        with self.transaction() as conn:
-            order = conn.execute("SELECT currency FROM orders WHERE id = ?", (oid,)).fetchone()
-            if order is None:
-                raise KeyError(f"no order {oid}")
-            created = _now()
-            cur = conn.execute(
-                "INSERT INTO refunds (order_id, reason, outcome, amount, currency, explanation, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (oid, reason, outcome, amount, order["currency"], explanation, created),
-            )
-            if outcome == "approved":
-                conn.execute(
-                    "UPDATE orders SET status = 'refunded', refunded_on = ? WHERE id = ?",
-                    (self.today.isoformat(), oid),
-                )
-            refund_id = cur.lastrowid
-        return {
-            "refund_id": refund_id,
-            "order_id": oid,
-            "reason": reason,
-            "outcome": outcome,
-            "amount": amount,
-            "currency": order["currency"],
-            "explanation": explanation,
-            "created_at": created,
-        }
-
-    # --- escalations ---------------------------------------------------------------------------
-
-    def create_escalation(
-        self, reason: str, priority: str, summary: str, conversation_id: str | None = None
-    ) -> dict[str, Any]:
-        """Open a hand-off ticket; returns its id and place in the queue of open tickets."""
-        with self.transaction() as conn:
-            ahead = conn.execute("SELECT COUNT(*) FROM escalations WHERE status = 'open'").fetchone()[0]
-            created = _now()
-            while True:  # 16M ids; a collision is rare but must not become an error
-                ticket_id = f"ESC-{secrets.token_hex(3).upper()}"
-                try:
-                    conn.execute(
-                        "INSERT INTO escalations (ticket_id, reason, priority, summary, conversation_id, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (ticket_id, reason, priority, summary, conversation_id, created),
-                    )
-                    break
-                except sqlite3.IntegrityError:
-                    continue
-        return {"ticket_id": ticket_id, "queue_position": ahead + 1, "priority": priority, "created_at": created}

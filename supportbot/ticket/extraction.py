@@ -16,8 +16,11 @@ from typing import Any, Literal
 import openai
 from pydantic import ValidationError
 
+from supportbot.client import sdk_attempts
 from supportbot.config import redact
+from supportbot.errors import LimitReached
 from supportbot.events import UsageRecord
+from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.tokens import estimate_messages, estimate_tokens
 from supportbot.ticket.record import Ticket, apply_facts, ticket_id_for, ticket_json_schema, tool_facts
@@ -88,14 +91,27 @@ async def _request(
     max_tokens: int,
     purpose: Literal["ticket_extraction", "ticket_repair"],
     turn: int,
+    budget: Budget,
+    usage: list[UsageRecord],
 ) -> tuple[str, str | None, UsageRecord]:
+    # Reserved first, settled with the SDK's attempts after: retries count against the budget too.
+    await budget.reserve()
     start = time.perf_counter()
-    resp = await client.chat.completions.create(
-        model=model.id,
-        messages=req,
-        response_format=response_format,
-        max_tokens=max_tokens,  # type: ignore[arg-type]
-    )
+    try:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=model.id,
+            messages=req,
+            response_format=response_format,
+            max_tokens=max_tokens,  # type: ignore[arg-type]
+        )
+    except openai.APIError as exc:
+        attempts = sdk_attempts(exc, client.max_retries)
+        await budget.record(attempts)
+        usage += [UsageRecord(model.id, "retry", 0, 0, False, 0.0, turn=turn) for _ in range(attempts)]
+        raise
+    await budget.record(1 + raw.retries_taken)
+    usage += [UsageRecord(model.id, "retry", 0, 0, False, 0.0, turn=turn) for _ in range(raw.retries_taken)]
+    resp = raw.parse()
     latency = (time.perf_counter() - start) * 1000
     choice = resp.choices[0] if resp.choices else None
     content = choice.message.content if choice else None
@@ -119,8 +135,11 @@ async def extract_ticket(
     tool_calls: list[dict[str, Any]],
     max_tokens: int,
     turn: int,
+    budget: Budget = NO_LIMIT,
 ) -> Extraction:
-    """Ask the model for the ticket (strict schema, or JSON mode), with one repair; never raises for API errors."""
+    """Ask the model for the ticket (strict schema, or JSON mode), with one repair; never raises for API errors.
+
+    Each request is reserved from ``budget``; a spent budget ends extraction with an error, not the chat."""
     strict = model.capabilities.json_schema
     response_format: dict[str, Any] = (
         {
@@ -137,7 +156,7 @@ async def extract_ticket(
     facts = tool_facts(tool_calls)
     try:
         content, finish, record = await _request(
-            client, model, req, response_format, max_tokens, "ticket_extraction", turn
+            client, model, req, response_format, max_tokens, "ticket_extraction", turn, budget, usage
         )
         usage.append(record)
         ticket, problem = _parse(content)
@@ -151,7 +170,7 @@ async def extract_ticket(
             ]
             req = req + [{"role": "assistant", "content": content}, {"role": "user", "content": "\n".join(repair)}]
             content, finish, record = await _request(
-                client, model, req, response_format, max_tokens, "ticket_repair", turn
+                client, model, req, response_format, max_tokens, "ticket_repair", turn, budget, usage
             )
             usage.append(record)
             ticket, problem = _parse(content)
@@ -161,6 +180,8 @@ async def extract_ticket(
                     f"Last error: {problem}"
                 )
                 return Extraction(None, msg, usage)
+    except LimitReached as exc:
+        return Extraction(None, f"Ticket extraction skipped: {exc}", usage)
     except openai.APIError as exc:
         status = getattr(exc, "status_code", None)
         where = f"HTTP {status}" if status else type(exc).__name__

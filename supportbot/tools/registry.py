@@ -21,16 +21,19 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from supportbot.errors import ToolError
-from supportbot.storage.store import Store
+from supportbot.storage.sandbox import Sandbox
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
 class ToolContext:
-    """Per-conversation state injected into every tool call; never part of a schema."""
+    """Per-conversation state injected into every tool call; never part of a schema.
 
-    store: Store
+    ``store`` is the conversation's sandbox: what a tool changes is seen by this conversation only.
+    """
+
+    store: Sandbox
     conversation_id: str | None = None
     transcript: str = ""  # short plain-text summary of the conversation so far, for hand-offs
     ticket_fields: dict[str, Any] = field(default_factory=dict)  # filled by update_ticket

@@ -1,7 +1,8 @@
 """The support tools: orders, customers, the knowledge base, refunds, escalation and the ticket.
 
 Each is registered on ``REGISTRY`` by the ``@tool`` decorator; its schema comes from its
-signature (see ``supportbot.tools.registry``). Side effects go through the injected store.
+signature (see ``supportbot.tools.registry``). Side effects go through the injected store, which is
+the conversation's sandbox, so they never reach another conversation.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pydantic import Field
 
 from supportbot.errors import ToolError
 from supportbot.storage.demo_data import Policy
-from supportbot.storage.store import Store, normalize_order_id
+from supportbot.storage.sandbox import Sandbox
+from supportbot.storage.store import normalize_order_id
 from supportbot.tools.registry import ToolContext, ToolRegistry
 from supportbot.vocabulary import Category, Priority, Sentiment
 
@@ -29,7 +31,7 @@ OrderId = Annotated[
 ]
 
 
-def _require_order(store: Store, order_id: str) -> dict[str, Any]:
+def _require_order(store: Sandbox, order_id: str) -> dict[str, Any]:
     order = store.get_order(order_id)
     if order is None:
         raise ToolError(f"No order #{normalize_order_id(order_id)} found; check the number on the confirmation email")

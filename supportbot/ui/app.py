@@ -14,6 +14,7 @@ import gradio as gr
 
 from supportbot.config import PACKAGE_DIR, Settings
 from supportbot.errors import ApiError, ConfigError
+from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
 from supportbot.session import Session
 from supportbot.ui import render, usage_view
@@ -35,6 +36,17 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
                 flags += f" ⚠ above your {plan} plan" if catalog.on_plan(m) is False else ""
                 choices.append((f"{category.replace('_', ' ').title()} · {m.label}{tier}{flags}", m.id))
     return choices
+
+
+# Gradio's own cache (uploads, and its copies of outputs such as exports): every 10 minutes,
+# delete files older than 50 minutes, so none outlives an hour. Only set here: with no
+# delete_cache Gradio never deletes anything.
+CACHE_SWEEP = (600, 3000)
+
+
+def queue_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for queue(): turns served at once, and how many may wait before 'busy, try again'."""
+    return {"default_concurrency_limit": settings.concurrency_limit, "max_size": settings.queue_max_size}
 
 
 def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -63,11 +75,24 @@ def build_app(settings: Settings | None = None, services: Services | None = None
     settings = settings or Settings.load()
     services = services or Services.create(settings)
     pg = Playground(services)
-    pg.runner.purge_expired()  # then again after turns, at most hourly
+    pg.runner.purge_expired()  # then again after turns and on the sweeper's timer, at most hourly
+    Sweeper(services).start()
     live = services.clients.engine is None
     limit = settings.concurrency_limit
+    # LoginButton off a Space needs a local HF login and the network (it raises at the end of the
+    # Blocks otherwise), so it is only created on a Space; elsewhere sign-in cannot happen.
+    login = settings.require_login and bool(os.environ.get("SPACE_ID"))
+    if login:
+        try:
+            import authlib  # noqa: F401 - Gradio's OAuth routes need it; say so now, not at launch
+        except ImportError:
+            raise ConfigError(
+                "SUPPORTBOT_REQUIRE_LOGIN", "sign-in needs Gradio's OAuth extra: pip install 'gradio[oauth]'"
+            ) from None
+    elif settings.require_login:
+        print("supportbot: SUPPORTBOT_REQUIRE_LOGIN=1 off a Space: sign-in is unavailable, so every turn asks for it")
 
-    with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True) as demo:
+    with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True, delete_cache=CACHE_SWEEP) as demo:
         state = gr.State(None)
         with gr.Row(elem_classes="sb-header", equal_height=True):
             gr.HTML(
@@ -77,6 +102,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             )
             gr.HTML(render.engine_badge(services.engine_label, live), scale=3)
             new_btn = gr.Button("➕ New conversation", variant="secondary", scale=1, min_width=170, size="sm")
+            if login:
+                gr.LoginButton(scale=1, min_width=170, size="sm")
         with gr.Row(equal_height=False):
             with gr.Column(scale=11, min_width=520):
                 with gr.Row():
@@ -84,12 +111,14 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     steps = gr.Dropdown(
                         list(STEP_MODES), value="all", label="Agent steps in chat", scale=2, min_width=120
                     )
+                    modes = [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")]
                     ticket_mode = gr.Dropdown(
-                        [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")],
+                        modes if settings.extraction_allowed else modes[:1],
                         value=settings.ticket_mode,
                         label="Ticket mode",
                         scale=2,
                         min_width=150,
+                        interactive=settings.extraction_allowed,  # SUPPORTBOT_ALLOW_EXTRACTION
                     )
                 chatbot = gr.Chatbot(
                     label="Conversation",

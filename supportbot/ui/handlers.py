@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from supportbot.config import ASSETS_DIR
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
 from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
+from supportbot.limits import Allowance, Budget, VisitorBudget, visitor_identity
 from supportbot.services import Services
 from supportbot.session import Session
 from supportbot.ui import render, usage_view
@@ -67,20 +67,46 @@ class Playground:
             render.context_meter(session),
         )
 
-    def detail_panels(self, session: Session, plan_name: str | None = None) -> tuple:
+    def detail_panels(
+        self, session: Session, plan_name: str | None = None, allowance: Allowance | None = None
+    ) -> tuple:
         """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
         usage_html, plot = usage_view.render(session, self.services.pricing, plan_name or self.services.settings.plan)
         return (
             copy.deepcopy(session.tool_calls[::-1]),
             render.ticket_chips(session.ticket, session.ticket_error),
             copy.deepcopy(session.ticket),
-            usage_html,
+            usage_view.allowance_html(allowance) + usage_html,
             plot,
         )
 
-    def panels(self, session: Session, mode: str, plan_name: str | None) -> tuple:
+    def panels(self, session: Session, mode: str, plan_name: str | None, allowance: Allowance | None = None) -> tuple:
         """Every panel."""
-        return (*self.live_panels(session, mode), *self.detail_panels(session, plan_name))
+        return (*self.live_panels(session, mode), *self.detail_panels(session, plan_name, allowance))
+
+    # --- visitors and their budgets -------------------------------------------------------------
+
+    def visitor(self, request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+        """Who is asking: the signed-in account, or the address (SupportbotError when sign-in is required)."""
+        client = getattr(request, "client", None) if request is not None else None
+        return visitor_identity(
+            self.services.settings,
+            forwarded_for=_forwarded_for(request),
+            peer=getattr(client, "host", None),
+            username=getattr(profile, "username", None),
+        )
+
+    def budget(self, request: gr.Request | None, profile: gr.OAuthProfile | None) -> Budget:
+        """The visitor's budget for a turn."""
+        return self.services.budget(self.visitor(request, profile))
+
+    def allowance(self, request: gr.Request | None, profile: gr.OAuthProfile | None) -> Allowance | None:
+        """What the visitor has left today, for the Usage panel (None when nothing is bounded)."""
+        try:
+            budget = self.budget(request, profile)
+        except SupportbotError:  # not signed in: the chat says so; the panel shows no budget
+            return None
+        return budget.allowance() if isinstance(budget, VisitorBudget) else None
 
     # --- events -------------------------------------------------------------------------------
 
@@ -92,12 +118,15 @@ class Playground:
         tmode: str = "inline",
         session: Session | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress tracker
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
     ):  # noqa: B008 - Gradio's injection idiom
         """Run one turn: stream the answer and tool calls; the detail panels follow when it ends."""
         session = session or Session()
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
         try:
+            budget = self.budget(request, profile)  # every model request of the turn draws on it
             events = self.runner.run(
                 session,
                 text,
@@ -105,6 +134,7 @@ class Playground:
                 selected=model_id or AUTO,
                 ticket_mode=tmode or self.services.settings.ticket_mode,
                 progress=lambda f, d: progress(f, desc=d),
+                budget=budget,
             )
             async for batch in batches(events):
                 for event in batch:
@@ -123,9 +153,15 @@ class Playground:
             raise gr.Error(str(exc), title="Could not send that") from None
         yield (*self.live_panels(session, mode), None, session)
 
-    def details(self, session: Session | None, plan_name: str | None = None) -> tuple:
-        """The ticket, usage and plot panels."""
-        return self.detail_panels(session or Session(), plan_name)
+    def details(
+        self,
+        session: Session | None,
+        plan_name: str | None = None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple:
+        """The ticket, usage (with the visitor's budget left today) and plot panels."""
+        return self.detail_panels(session or Session(), plan_name, self.allowance(request, profile))
 
     def redraw(self, mode: str, session: Session | None, plan_name: str | None) -> tuple:
         """Every panel, for a session that changed outside a turn."""
@@ -135,10 +171,16 @@ class Playground:
         """Only the chat and its neighbours depend on the steps mode."""
         return self.live_panels(session or Session(), mode)
 
-    def new_conversation(self, mode: str, plan_name: str | None = None) -> tuple:
-        """Forget everything: the agent's memory too."""
+    def new_conversation(
+        self,
+        mode: str,
+        plan_name: str | None = None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple:
+        """Forget everything: the agent's memory too, and the demo shop's sandbox (a new id gets a fresh one)."""
         fresh = Session()
-        return (*self.panels(fresh, mode, plan_name), None, fresh)
+        return (*self.panels(fresh, mode, plan_name, self.allowance(request, profile)), None, fresh)
 
     def session_payload(self, session: Session | None) -> dict:
         """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
@@ -151,23 +193,32 @@ class Playground:
             raise gr.Error(f"No conversation with id {conversation_id!r} is stored here (it may have expired).")
         return loaded.to_json(), loaded
 
-    def page_load(self, mode: str, session: Session | None, plan_name: str | None, request: gr.Request) -> tuple:
+    def page_load(
+        self,
+        mode: str,
+        session: Session | None,
+        plan_name: str | None,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple:
         """A page (re)load: resume ``?c=<id>`` when the link names a stored conversation."""
         cid = request.query_params.get("c") if request else None
+        allowance = self.allowance(request, profile)
         if cid:
             loaded = self.runner.load(cid)
             if loaded is None:
                 gr.Warning("That conversation link has expired or never existed; starting a new one.")
             else:
-                return (*self.panels(loaded, mode, plan_name), loaded)
+                return (*self.panels(loaded, mode, plan_name, allowance), loaded)
         session = session or Session()
-        return (*self.panels(session, mode, plan_name), session)
+        return (*self.panels(session, mode, plan_name, allowance), session)
 
     def export(self, session: Session | None) -> tuple[list[str], str]:
         """Conversation JSON (re-imports), a Markdown transcript and the ticket JSON."""
         session = session or Session()
         history = self.services.history
-        out = Path(tempfile.mkdtemp(prefix="supportbot-export-"))
+        # Removed a few minutes later (see supportbot.housekeeping): Gradio serves its own copy.
+        out = self.services.exports.new_dir()
         cid = session.conversation_id
         (out / f"conversation-{cid}.json").write_text(history.export_json(session), encoding="utf-8")
         (out / f"transcript-{cid}.md").write_text(history.export_markdown(session), encoding="utf-8")
@@ -188,6 +239,16 @@ class Playground:
             return (*self.panels(session, mode, plan_name), session)
         history.save(imported)
         return (*self.panels(imported, mode, plan_name), imported)
+
+
+def _forwarded_for(request: gr.Request | None) -> str | None:
+    """Every X-Forwarded-For line joined in order (a proxy may add a line instead of appending)."""
+    headers = getattr(request, "headers", None) if request is not None else None
+    if headers is None:
+        return None
+    if hasattr(headers, "getlist"):
+        return ", ".join(headers.getlist("x-forwarded-for")) or None
+    return next((str(v) for k, v in dict(headers).items() if str(k).lower() == "x-forwarded-for"), None)
 
 
 def _path_of(file: Any) -> str:

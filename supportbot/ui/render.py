@@ -134,7 +134,8 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
             if msg.get("stopped"):
                 content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
             if msg.get("error"):
-                content = (content + "\n\n" if content else "") + f"⚠️ **Something went wrong.** {msg['error']}"
+                head = "⏳ **Limit reached.**" if msg.get("error_kind") == "limit" else "⚠️ **Something went wrong.**"
+                content = (content + "\n\n" if content else "") + f"{head} {msg['error']}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
         out.append({"role": "assistant", "content": live.text})

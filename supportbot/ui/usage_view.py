@@ -6,6 +6,7 @@ import html
 
 import pandas as pd
 
+from supportbot.limits import Allowance
 from supportbot.pricing import Pricing, cumulative_series, summarize
 from supportbot.session import Session
 
@@ -110,6 +111,17 @@ def render(session: Session, pricing: Pricing, plan: str) -> tuple[str, pd.DataF
             + f"</tr>{table}</table></div>"
         )
     return "".join(f"<div>{line}</div>" for line in lines), frame
+
+
+def allowance_html(allowance: Allowance | None) -> str:
+    """The visitor's daily budget left ('' when nothing is bounded)."""
+    if allowance is None or not allowance.bounds:
+        return ""
+    parts = []
+    for whose, used, allowed in allowance.bounds:
+        label = "You" if whose == "your" else "This app (all visitors)"
+        parts.append(f"{label}: <b>{max(0, allowed - used):,}</b> of {allowed:,} requests left")
+    return f"<div class='sb-budget'>Today's budget · {' · '.join(parts)} · resets {allowance.resets_at:%H:%M} UTC</div>"
 
 
 def _round(value: float | None) -> float | str:
