@@ -9,6 +9,8 @@ history become a short text placeholder; the transcript keeps their metadata.
 Exports carry a format marker and never a setting or an API key; the conversation
 id (an unguessable capability, see ``session.new_conversation_id``) is not exported
 either, so a shared file cannot open the original conversation; imports get a new id.
+An import is checked against ``storage.schema`` (field by field, strict types, bounded sizes) and
+its model memory is rebuilt from its visible messages; a stored row is checked again on load.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from supportbot.errors import CatalogError, SupportbotError
 from supportbot.session import Session, new_conversation_id
+from supportbot.storage.schema import Snapshot, first_error, memory_from_messages
 from supportbot.vocabulary import content_text
 
 FORMAT = "supportbot.conversation/1"
@@ -46,22 +49,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ticket_versions (conversation_id TEXT NOT NULL, version INTEGER NOT NULL, "
     "created_at REAL NOT NULL, ticket TEXT NOT NULL, PRIMARY KEY (conversation_id, version))",
 )
-
-
-class Snapshot(BaseModel):
-    """What an import must contain; mirrors :class:`Session` without its id."""
-
-    model_config = ConfigDict(extra="ignore")  # newer exports may add fields; they are dropped, not fatal
-    history: list[dict[str, Any]] = Field(default_factory=list)
-    messages: list[dict[str, Any]] = Field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
-    routes: list[dict[str, Any]] = Field(default_factory=list)
-    usage: list[dict[str, Any]] = Field(default_factory=list)
-    ticket: dict[str, Any] = Field(default_factory=dict)
-    ticket_fields: dict[str, Any] = Field(default_factory=dict)
-    ticket_error: str | None = None
-    forked_from: str | None = None
-    turn: int = Field(0, ge=0)
 
 
 # ---------------------------------------------------------------- snapshots
@@ -147,9 +134,58 @@ def snapshot(session: Session) -> dict[str, Any]:
     }
 
 
-def _session_from(data: dict[str, Any], conversation_id: str) -> Session:
+def _session_from(data: Any, conversation_id: str) -> Session:
+    """A stored snapshot (written by :meth:`History.save`) back as a session, checked against the schema.
+
+    The stored dicts are kept as they are once they pass (they are ours: a turn's own records, or an
+    import that was validated and normalised before it was saved); a row that does not fit is refused.
+    """
+    if not isinstance(data, dict):
+        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not a JSON object")
+    try:
+        Snapshot.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: {first_error(exc)}") from None
+    history = data.get("history")
+    forked = data.get("forked_from")
+    return Session(
+        conversation_id=conversation_id,
+        history=history if isinstance(history, list) else [],
+        messages=data.get("messages", []),
+        tool_calls=data.get("tool_calls", []),
+        routes=data.get("routes", []),
+        usage=data.get("usage", []),
+        ticket=data.get("ticket", {}),
+        ticket_fields=data.get("ticket_fields", {}),
+        ticket_error=data.get("ticket_error"),
+        forked_from=forked if isinstance(forked, str) else None,
+        turn=data.get("turn", 0),
+    )
+
+
+# Imports never carry a server path: the attachment's local_file is dropped after validation.
+_NO_LOCAL_FILES = {"messages": {"__all__": {"attachments": {"__all__": {"local_file"}}}}}
+
+
+def _imported(data: dict[str, Any]) -> Session:
+    """A validated, normalised copy of an exported conversation; its memory rebuilt from what is visible."""
     snap = Snapshot.model_validate(data)
-    return Session(conversation_id=conversation_id, **snap.model_dump())
+    fields = _scrub(snap.model_dump(exclude_unset=True, exclude=_NO_LOCAL_FILES))
+    fields["ticket"] = _scrub(snap.ticket)
+    fields["ticket_fields"] = snap.ticket_fields.model_dump(exclude_none=True)
+    messages = fields.get("messages", [])
+    return Session(
+        conversation_id=new_conversation_id(),
+        history=memory_from_messages(messages),
+        messages=messages,
+        tool_calls=fields.get("tool_calls", []),
+        routes=fields.get("routes", []),
+        usage=fields.get("usage", []),
+        ticket=fields["ticket"],
+        ticket_fields=fields["ticket_fields"],
+        ticket_error=snap.ticket_error,
+        turn=max([snap.turn, *(m["turn"] for m in messages)]),
+    )
 
 
 # ---------------------------------------------------------------- the store
@@ -201,12 +237,16 @@ class History:
             self.record_ticket(session.conversation_id, session.ticket)
 
     def load(self, conversation_id: str) -> Session | None:
-        """The saved session, or None when the id is unknown (or was purged)."""
+        """The saved session, or None when the id is unknown (or was purged); CatalogError if it does not fit."""
         with self._lock:
             row = self._db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
             return None
-        session = _session_from(json.loads(row[0]), conversation_id)
+        try:
+            data = json.loads(row[0])
+        except (ValueError, RecursionError):
+            raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not readable JSON") from None
+        session = _session_from(data, conversation_id)
         session.loaded = True  # shown as stored; its next turn continues under a new id
         return session
 
@@ -275,20 +315,21 @@ def import_json(text: str | bytes) -> Session:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CatalogError("import", f"not a JSON file ({exc})") from None
+    except RecursionError:
+        raise CatalogError("import", "the JSON is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        found = repr(doc.get("format")) if isinstance(doc, dict) else type(doc).__name__
+        found = found if len(found) <= 60 else found[:59] + "…"
         raise CatalogError(
-            "import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found!r})"
+            "import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found})"
         )
     conv = doc.get("conversation")
     if not isinstance(conv, dict):
         raise CatalogError("import", "missing the 'conversation' object")
     try:
-        return _session_from(_scrub(conv), new_conversation_id())
+        return _imported(conv)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise CatalogError("import", f"conversation.{where}: {err['msg']}") from None
+        raise CatalogError("import", f"conversation.{first_error(exc)}") from None
 
 
 # ---------------------------------------------------------------- markdown
