@@ -40,19 +40,20 @@ def _plain_json(value: Any) -> Any:
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, where, depth = stack.pop()
+        at = f"at {where}" if where else "at the top"
         if isinstance(item, dict | list) and depth >= MAX_JSON_DEPTH:
-            raise ValueError(f"{where or 'value'} is nested deeper than {MAX_JSON_DEPTH} levels")
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels {at}")
         if isinstance(item, dict):
             if "path" in item:
-                raise ValueError(f"{where or 'value'} has a 'path' key: file references are not accepted")
+                raise ValueError(f"an object with a 'path' key {at}: file references are not accepted")
             stack.extend((v, f"{where}.{_key(k)}", depth + 1) for k, v in item.items())
         elif isinstance(item, list):
             stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
         elif isinstance(item, str):
             if len(item) > MAX_TEXT_CHARS:
-                raise ValueError(f"{where or 'value'} is longer than {MAX_TEXT_CHARS:,} characters")
+                raise ValueError(f"a string longer than {MAX_TEXT_CHARS:,} characters {at}")
         elif not (item is None or isinstance(item, bool | int | float)):
-            raise ValueError(f"{where or 'value'} is not JSON data")
+            raise ValueError(f"not JSON data {at}")
     return value
 
 
@@ -89,7 +90,8 @@ class Attachment(_Record):
         needs = ("width", "height") if self.kind == "image" else ("lines", "est_tokens")
         missing = [n for n in needs if getattr(self, n) is None]
         if missing:
-            raise ValueError(f"a {self.kind} attachment needs {' and '.join(missing)}")
+            article = "an" if self.kind == "image" else "a"
+            raise ValueError(f"{article} {self.kind} attachment needs {' and '.join(missing)}")
         return self
 
 
