@@ -130,12 +130,12 @@ class Playground:
                     elif isinstance(event, ToolCallFinished):
                         live_turn.pending.pop(event.call_id, None)
                     elif isinstance(event, ErrorEvent):
-                        gr.Warning(event.message)
+                        gr.Warning(html.escape(event.message, quote=False))  # toasts render HTML
                 yield (*self.live_panels(session, mode, live_turn), None, session)
         except SupportbotError as exc:
             # Bad input (all checked before the turn starts): the error names the problem, the
             # message stays in the box and the session is untouched. Scripts get it as an exception.
-            raise gr.Error(str(exc), title="Could not send that") from None
+            raise gr.Error(html.escape(str(exc), quote=False), title="Could not send that") from None
         yield (*self.live_panels(session, mode), None, session)
 
     def details(self, session: Session | None, plan_name: str | None = None) -> tuple:
@@ -169,7 +169,7 @@ class Playground:
         try:
             loaded = self._stored(conversation_id)
         except SupportbotError as exc:
-            raise gr.Error(html.escape(str(exc))) from None
+            raise gr.Error(html.escape(str(exc), quote=False)) from None
         if loaded is None:
             raise gr.Error("No conversation with that id is stored here (it may have expired).")
         return plain_json(loaded.to_json()), loaded
@@ -182,7 +182,8 @@ class Playground:
                 loaded = self._stored(cid)
             except SupportbotError as exc:
                 loaded = None
-                gr.Warning(f"That conversation could not be opened ({html.escape(str(exc))}); starting a new one.")
+                why = html.escape(str(exc), quote=False)
+                gr.Warning(f"That conversation could not be opened ({why}); starting a new one.")
             else:
                 if loaded is None:
                     gr.Warning("That conversation link has expired or never existed; starting a new one.")
@@ -212,7 +213,7 @@ class Playground:
             imported = history.import_json(_read_upload(file))
         except (SupportbotError, UnicodeDecodeError, OSError) as exc:
             # Toasts render HTML, and the message may quote the file's own keys.
-            gr.Warning(f"Could not import that file: {html.escape(str(exc))}")
+            gr.Warning(f"Could not import that file: {html.escape(str(exc), quote=False)}")
             session = session or Session()
             return (*self.panels(session, mode, plan_name), session)
         history.save(imported)
