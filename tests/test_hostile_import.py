@@ -136,7 +136,11 @@ def nested(depth: int) -> object:
         ("messages.0.role", "system", "messages[0].role: Input should be 'user', 'assistant' or 'notice'"),
         ("messages.0.role", "tool", "messages[0].role: Input should be 'user', 'assistant' or 'notice'"),
         ("messages.0.turn", "1", "messages[0].turn: Input should be a valid integer"),
-        ("messages.0.content", "x" * (MAX_TEXT_CHARS + 1), "messages[0].content: String should have at most"),
+        (
+            "messages.0.content",
+            "x" * (MAX_TEXT_CHARS + 1),
+            "messages[0].content: too long for an import: 1,000,001 characters, at most 1,000,000",
+        ),
         ("messages.0.attachments.0.kind", "file", "messages[0].attachments[0].kind: Input should be 'image' or 'log'"),
         (
             "messages.0.attachments.0.filename",
@@ -145,7 +149,11 @@ def nested(depth: int) -> object:
         ),
         ("messages.0.attachments.0.width", None, "messages[0].attachments[0]: an image attachment needs width"),
         ("messages.0.attachments.0.width", "40", "messages[0].attachments[0].width: Input should be a valid integer"),
-        ("messages", [conversation()["messages"][2]] * (MAX_MESSAGES + 1), "messages: List should have at most 2000"),
+        (
+            "messages",
+            [conversation()["messages"][2]] * (MAX_MESSAGES + 1),
+            "messages: too long for an import: 2,001 messages, at most 2,000",
+        ),
         (
             "tool_calls.0.result",
             {"receipt": {"path": "/data/supportbot.sqlite3", "meta": FILE_META}},
@@ -222,6 +230,18 @@ def test_a_stored_row_off_the_schema_is_refused_on_load(hist):
     db.close()
     with pytest.raises(CatalogError, match=r"stored conversation: .*messages\[0\]\.content"):
         hist.load(session.conversation_id)
+
+
+def test_a_stored_row_is_held_to_the_types_but_not_to_the_import_bounds(hist):
+    """Our own long conversations, or a model's odd tool arguments, must not make a share link unreadable."""
+    s = hist.import_json(export(conversation()))
+    s.messages = s.messages * 700 + [s.messages[0] | {"content": "x" * (MAX_TEXT_CHARS + 10)}]
+    s.tool_calls[0]["arguments"] = {"path": "../../etc/passwd", "deep": nested(20)}
+    hist.save(s)
+    loaded = hist.load(s.conversation_id)
+    assert len(loaded.messages) == 2101 and loaded.tool_calls[0]["arguments"]["path"] == "../../etc/passwd"
+    with pytest.raises(CatalogError, match="too long for an import"):
+        hist.import_json(hist.export_json(loaded))
 
 
 def test_a_stored_turn_keeps_its_upload_path_for_the_visitor_who_sent_it(hist, tmp_path):

@@ -143,7 +143,7 @@ def _session_from(data: Any, conversation_id: str) -> Session:
     if not isinstance(data, dict):
         raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not a JSON object")
     try:
-        Snapshot.model_validate(data)
+        Snapshot.model_validate(data, context={"stored": True})
     except ValidationError as exc:
         raise CatalogError("stored conversation", f"{conversation_id[:8]}…: {first_error(exc)}") from None
     history = data.get("history")

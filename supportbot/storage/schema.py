@@ -7,6 +7,10 @@ field (``conversation.messages[3].content: Input should be a valid string``); ke
 not know are dropped, never kept. Types are strict: ``"1"`` is not a number and ``{"path": ...}`` is
 not text, so nothing reaches a Gradio component as a file or a component.
 
+A stored row is checked against the same types on load (``context={"stored": True}``), without the
+import's size bounds and file-reference rule: those rows are ours, and a long conversation or a
+model's odd tool arguments must not make a share link unreadable (the UI defuses such JSON itself).
+
 The model's memory of an imported conversation is rebuilt from its visible messages
 (:func:`memory_from_messages`); the file's own ``history`` is never read, so no system message,
 forged tool result or remote image reaches the model.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from supportbot.ticket.record import Ticket
 from supportbot.vocabulary import Category, Priority, Sentiment
@@ -27,12 +31,32 @@ MAX_TEXT_CHARS = 1_000_000  # one message, or one string inside a tool's argumen
 MAX_JSON_DEPTH = 8
 MAX_TURN = 100_000
 
-Name = Annotated[str, Field(max_length=200)]  # models, tool names, call ids, filenames, kinds
-Line = Annotated[str, Field(max_length=10_000)]  # reasons, errors, notes
-Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
+def _at_most(limit: int, unit: str) -> AfterValidator:
+    """A size bound for imports (stored rows are ours and exempt)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if len(value) > limit and not _stored(info):
+            raise ValueError(f"too long for an import: {len(value):,} {unit}, at most {limit:,}")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[str, _at_most(200, "characters")]  # models, tool names, call ids, filenames, kinds
+Line = Annotated[str, _at_most(10_000, "characters")]  # reasons, errors, notes
+Text = Annotated[str, _at_most(MAX_TEXT_CHARS, "characters")]
 Count = Annotated[int, Field(ge=0, le=10**12)]
 Turn = Annotated[int, Field(ge=0, le=MAX_TURN)]
 Millis = Annotated[float, Field(ge=0, le=10**9)]
+
+
+def _plain_json_field(value: Any, info: ValidationInfo) -> Any:
+    return value if _stored(info) else _plain_json(value)
 
 
 def _plain_json(value: Any) -> Any:
@@ -57,7 +81,7 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
-PlainJson = Annotated[Any, AfterValidator(_plain_json)]
+PlainJson = Annotated[Any, AfterValidator(_plain_json_field)]
 
 
 class _Record(BaseModel):
@@ -101,7 +125,7 @@ class Message(_Record):
     role: Literal["user", "assistant", "notice"]
     content: Text
     turn: Turn
-    attachments: list[Attachment] = Field(default_factory=list, max_length=64)
+    attachments: Annotated[list[Attachment], _at_most(64, "attachments")] = Field(default_factory=list)
     model: Name | None = None
     stopped: bool = False
     error: Line | None = None
@@ -130,7 +154,7 @@ class Route(_Record):
     reason: Line
     est_tokens: Count
     context_window: Count
-    fallbacks: list[Name] = Field(default_factory=list, max_length=50)
+    fallbacks: Annotated[list[Name], _at_most(50, "models")] = Field(default_factory=list)
     switched_from: Name | None = None
     reduce_logs_to: Count | None = None
     rule: Name = ""
@@ -162,11 +186,11 @@ class TicketFields(_Record):
     next_steps: list[Annotated[str, Field(max_length=300)]] | None = Field(None, max_length=10)
 
 
-def _ticket(value: dict[str, Any]) -> dict[str, Any]:
+def _ticket(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     """Empty (no ticket yet) or a complete :class:`Ticket`, normalised."""
     if not value:
         return {}
-    _plain_json(value)
+    _plain_json_field(value, info)
     try:
         return Ticket.model_validate(value).model_dump(mode="json")
     except ValidationError as exc:  # re-raised as a plain error: pydantic nests it under "ticket"
@@ -177,10 +201,10 @@ class Snapshot(BaseModel):
     """A conversation as exported (and as stored, plus the model's memory and ``forked_from``)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
-    messages: list[Message] = Field(default_factory=list, max_length=MAX_MESSAGES)
-    tool_calls: list[ToolCall] = Field(default_factory=list, max_length=MAX_RECORDS)
-    routes: list[Route] = Field(default_factory=list, max_length=MAX_RECORDS)
-    usage: list[Usage] = Field(default_factory=list, max_length=MAX_RECORDS)
+    messages: Annotated[list[Message], _at_most(MAX_MESSAGES, "messages")] = Field(default_factory=list)
+    tool_calls: Annotated[list[ToolCall], _at_most(MAX_RECORDS, "tool calls")] = Field(default_factory=list)
+    routes: Annotated[list[Route], _at_most(MAX_RECORDS, "routes")] = Field(default_factory=list)
+    usage: Annotated[list[Usage], _at_most(MAX_RECORDS, "usage records")] = Field(default_factory=list)
     ticket: Annotated[dict[str, Any], AfterValidator(_ticket)] = Field(default_factory=dict)
     ticket_fields: TicketFields = Field(default_factory=TicketFields)
     ticket_error: Line | None = None
