@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from supportbot.errors import CatalogError, SupportbotError
 from supportbot.session import Session, new_conversation_id
-from supportbot.storage.schema import Snapshot, first_error, memory_from_messages
+from supportbot.storage.schema import Snapshot, first_error, memory_from_messages, stored_session
 from supportbot.vocabulary import content_text
 
 FORMAT = "supportbot.conversation/1"
@@ -134,35 +134,6 @@ def snapshot(session: Session) -> dict[str, Any]:
     }
 
 
-def _session_from(data: Any, conversation_id: str) -> Session:
-    """A stored snapshot (written by :meth:`History.save`) back as a session, checked against the schema.
-
-    The stored dicts are kept as they are once they pass (they are ours: a turn's own records, or an
-    import that was validated and normalised before it was saved); a row that does not fit is refused.
-    """
-    if not isinstance(data, dict):
-        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not a JSON object")
-    try:
-        Snapshot.model_validate(data, context={"stored": True})
-    except ValidationError as exc:
-        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: {first_error(exc)}") from None
-    history = data.get("history")
-    forked = data.get("forked_from")
-    return Session(
-        conversation_id=conversation_id,
-        history=history if isinstance(history, list) else [],
-        messages=data.get("messages", []),
-        tool_calls=data.get("tool_calls", []),
-        routes=data.get("routes", []),
-        usage=data.get("usage", []),
-        ticket=data.get("ticket", {}),
-        ticket_fields=data.get("ticket_fields", {}),
-        ticket_error=data.get("ticket_error"),
-        forked_from=forked if isinstance(forked, str) else None,
-        turn=data.get("turn", 0),
-    )
-
-
 # Imports never carry a server path: the attachment's local_file is dropped after validation.
 _NO_LOCAL_FILES = {"messages": {"__all__": {"attachments": {"__all__": {"local_file"}}}}}
 
@@ -246,7 +217,7 @@ class History:
             data = json.loads(row[0])
         except (ValueError, RecursionError):
             raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not readable JSON") from None
-        session = _session_from(data, conversation_id)
+        session = stored_session(data, conversation_id)
         session.loaded = True  # shown as stored; its next turn continues under a new id
         return session
 

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from supportbot.errors import CatalogError
+from supportbot.session import Session
 from supportbot.ticket.record import Ticket
 from supportbot.vocabulary import Category, Priority, Sentiment
 
@@ -232,6 +234,35 @@ def _key(key: Any) -> str:
     text = str(key)
     text = text if len(text) <= 40 else text[:39] + "…"
     return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def stored_session(data: Any, conversation_id: str) -> Session:
+    """A stored snapshot (written by :meth:`History.save`) back as a session, checked against the schema.
+
+    The stored dicts are kept as they are once they pass (they are ours: a turn's own records, or an
+    import that was validated and normalised before it was saved); a row that does not fit is refused.
+    """
+    if not isinstance(data, dict):
+        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not a JSON object")
+    try:
+        Snapshot.model_validate(data, context={"stored": True})
+    except ValidationError as exc:
+        raise CatalogError("stored conversation", f"{conversation_id[:8]}…: {first_error(exc)}") from None
+    history = data.get("history")
+    forked = data.get("forked_from")
+    return Session(
+        conversation_id=conversation_id,
+        history=history if isinstance(history, list) else [],
+        messages=data.get("messages", []),
+        tool_calls=data.get("tool_calls", []),
+        routes=data.get("routes", []),
+        usage=data.get("usage", []),
+        ticket=data.get("ticket", {}),
+        ticket_fields=data.get("ticket_fields", {}),
+        ticket_error=data.get("ticket_error"),
+        forked_from=forked if isinstance(forked, str) else None,
+        turn=data.get("turn", 0),
+    )
 
 
 def memory_from_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
