@@ -26,6 +26,7 @@ from supportbot.errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR.parent / "assets"
 DEFAULT_BASE_URL = "https://api.oxlo.ai/v1"
+SPACE_STORAGE = Path("/data")  # a Space's persistent storage, when the owner has added it
 
 # field name -> environment variable; the variables are a public promise.
 ENV_VARS: dict[str, str] = {
@@ -69,6 +70,28 @@ SPACE_DEFAULTS: dict[str, Any] = {
 QUEUE_PER_SLOT = 2
 
 
+def on_space(env: Mapping[str, str]) -> bool:
+    """Whether we run on a Hugging Face Space."""
+    return env.get("SYSTEM") == "spaces" or bool(env.get("SPACE_ID"))
+
+
+def default_data_dir(env: Mapping[str, str] | None = None, space_storage: Path = SPACE_STORAGE) -> Path:
+    """Where the database lives when SUPPORTBOT_DATA_DIR is unset.
+
+    Never under the working directory or the temp dir: Gradio may serve any file from either. On a
+    Space, its persistent storage (``/data``) when present and writable, so conversations survive a
+    restart; otherwise ``$XDG_DATA_HOME/supportbot``, i.e. ``~/.local/share/supportbot``.
+    """
+    env = os.environ if env is None else env
+    if on_space(env) and space_storage.is_dir() and os.access(space_storage, os.W_OK):
+        return space_storage / "supportbot"
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative one
+        return Path(xdg) / "supportbot"
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "share" / "supportbot"
+
+
 class Settings(BaseModel):
     """Everything configurable, validated; see ENV_VARS for the variable names."""
 
@@ -78,7 +101,7 @@ class Settings(BaseModel):
     base_url: str = DEFAULT_BASE_URL
     # "replay" answers from a recorded cassette (cassette_path) through the same SDK path.
     engine: Literal["auto", "live", "offline", "replay"] = "auto"
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(default_factory=default_data_dir)
     max_tool_steps: int = Field(6, ge=1, le=50)
     request_timeout: float = Field(60.0, gt=0, le=600)
     max_output_tokens: int = Field(1024, ge=16, le=32768)
@@ -123,6 +146,7 @@ class Settings(BaseModel):
             value = env.get(var, file_values.get(var))
             if value is not None and str(value).strip() != "":
                 raw[field] = str(value).strip()
+        raw.setdefault("data_dir", default_data_dir(env))
         raw.update(overrides or {})
         if env.get("SPACE_ID"):
             raw = {**SPACE_DEFAULTS, **raw}

@@ -9,6 +9,8 @@ history become a short text placeholder; the transcript keeps their metadata.
 Exports carry a format marker and never a setting or an API key; the conversation
 id (an unguessable capability, see ``session.new_conversation_id``) is not exported
 either, so a shared file cannot open the original conversation; imports get a new id.
+An import is checked against ``storage.schema`` (field by field, strict types, bounded sizes) and
+its model memory is rebuilt from its visible messages; a stored row is checked again on load.
 """
 
 from __future__ import annotations
@@ -24,21 +26,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from supportbot.errors import CatalogError, SupportbotError
 from supportbot.session import Session, new_conversation_id
-from supportbot.vocabulary import content_text
+from supportbot.storage.schema import Snapshot, first_error, memory_from_messages, stored_session
+from supportbot.storage.transcript import export_markdown, scrub
 
 FORMAT = "supportbot.conversation/1"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
-# Keys dropped from anything we export, wherever they appear: a route or a tool
-# result must never carry a credential out of the app.
-SECRET_KEYS = frozenset(
-    {"api_key", "apikey", "oxlo_api_key", "openai_api_key", "authorization", "secret", "password", "settings"}
-)
-# Meaningful only on this server (where an upload sits on disk): never exported.
-SERVER_ONLY_KEYS = frozenset({"local_file"})
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
     "updated_at REAL NOT NULL, turns INTEGER NOT NULL, snapshot TEXT NOT NULL)",
@@ -46,22 +42,6 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ticket_versions (conversation_id TEXT NOT NULL, version INTEGER NOT NULL, "
     "created_at REAL NOT NULL, ticket TEXT NOT NULL, PRIMARY KEY (conversation_id, version))",
 )
-
-
-class Snapshot(BaseModel):
-    """What an import must contain; mirrors :class:`Session` without its id."""
-
-    model_config = ConfigDict(extra="ignore")  # newer exports may add fields; they are dropped, not fatal
-    history: list[dict[str, Any]] = Field(default_factory=list)
-    messages: list[dict[str, Any]] = Field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
-    routes: list[dict[str, Any]] = Field(default_factory=list)
-    usage: list[dict[str, Any]] = Field(default_factory=list)
-    ticket: dict[str, Any] = Field(default_factory=dict)
-    ticket_fields: dict[str, Any] = Field(default_factory=dict)
-    ticket_error: str | None = None
-    forked_from: str | None = None
-    turn: int = Field(0, ge=0)
 
 
 # ---------------------------------------------------------------- snapshots
@@ -123,14 +103,6 @@ def _drop_big_data_urls(value: Any) -> Any:
     return value
 
 
-def _scrub(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS | SERVER_ONLY_KEYS}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
-
-
 def snapshot(session: Session) -> dict[str, Any]:
     """The JSON-ready state of a session, images replaced by placeholders, no conversation id."""
     return {
@@ -147,9 +119,29 @@ def snapshot(session: Session) -> dict[str, Any]:
     }
 
 
-def _session_from(data: dict[str, Any], conversation_id: str) -> Session:
+# Imports never carry a server path: the attachment's local_file is dropped after validation.
+_NO_LOCAL_FILES = {"messages": {"__all__": {"attachments": {"__all__": {"local_file"}}}}}
+
+
+def _imported(data: dict[str, Any]) -> Session:
+    """A validated, normalised copy of an exported conversation; its memory rebuilt from what is visible."""
     snap = Snapshot.model_validate(data)
-    return Session(conversation_id=conversation_id, **snap.model_dump())
+    fields = scrub(snap.model_dump(exclude_unset=True, exclude=_NO_LOCAL_FILES))
+    fields["ticket"] = scrub(snap.ticket)
+    fields["ticket_fields"] = snap.ticket_fields.model_dump(exclude_none=True)
+    messages = fields.get("messages", [])
+    return Session(
+        conversation_id=new_conversation_id(),
+        history=memory_from_messages(messages),
+        messages=messages,
+        tool_calls=fields.get("tool_calls", []),
+        routes=fields.get("routes", []),
+        usage=fields.get("usage", []),
+        ticket=fields["ticket"],
+        ticket_fields=fields["ticket_fields"],
+        ticket_error=snap.ticket_error,
+        turn=max([snap.turn, *(m["turn"] for m in messages)]),
+    )
 
 
 # ---------------------------------------------------------------- the store
@@ -201,12 +193,16 @@ class History:
             self.record_ticket(session.conversation_id, session.ticket)
 
     def load(self, conversation_id: str) -> Session | None:
-        """The saved session, or None when the id is unknown (or was purged)."""
+        """The saved session, or None when the id is unknown (or was purged); CatalogError if it does not fit."""
         with self._lock:
             row = self._db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
             return None
-        session = _session_from(json.loads(row[0]), conversation_id)
+        try:
+            data = json.loads(row[0])
+        except (ValueError, RecursionError):
+            raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not readable JSON") from None
+        session = stored_session(data, conversation_id)
         session.loaded = True  # shown as stored; its next turn continues under a new id
         return session
 
@@ -257,12 +253,13 @@ class History:
         doc = {
             "format": FORMAT,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "conversation": snapshot(session),
+            # forked_from is another conversation's id, a capability to open it: never exported.
+            "conversation": {k: v for k, v in snapshot(session).items() if k != "forked_from"},
             "ticket_versions": [
                 {"version": v["version"], "ticket": v["ticket"]} for v in self.ticket_versions(session.conversation_id)
             ],
         }
-        return json.dumps(_scrub(doc), ensure_ascii=False, indent=2, default=str)
+        return json.dumps(scrub(doc), ensure_ascii=False, indent=2, default=str)
 
     def import_json(self, text: str | bytes) -> Session:
         """Read an export back as a new session (fresh id); CatalogError("import", ...) says what is wrong."""
@@ -281,113 +278,18 @@ def import_json(text: str | bytes) -> Session:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CatalogError("import", f"not a JSON file ({exc})") from None
+    except RecursionError:
+        raise CatalogError("import", "the JSON is nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        found = repr(doc.get("format")) if isinstance(doc, dict) else type(doc).__name__
+        found = found if len(found) <= 60 else found[:59] + "…"
         raise CatalogError(
-            "import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found!r})"
+            "import", f"not a supportbot conversation export (expected format {FORMAT!r}, found {found})"
         )
     conv = doc.get("conversation")
     if not isinstance(conv, dict):
         raise CatalogError("import", "missing the 'conversation' object")
     try:
-        return _session_from(_scrub(conv), new_conversation_id())
+        return _imported(conv)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise CatalogError("import", f"conversation.{where}: {err['msg']}") from None
-
-
-# ---------------------------------------------------------------- markdown
-
-
-def _turn_of_calls(session: Session) -> dict[str, int]:
-    """call_id -> turn, read from the model history (user message k starts turn k)."""
-    turn, out = 0, {}
-    for msg in session.history:
-        if msg.get("role") == "user":
-            turn += 1
-        for call in msg.get("tool_calls") or ():
-            out[call.get("id", "")] = turn
-    return out
-
-
-def _attachment_line(att: dict[str, Any]) -> str:
-    kind = att.get("kind") or att.get("type") or "file"
-    bits = [str(kind)]
-    if att.get("width") and att.get("height"):
-        bits.append(f"{att['width']}x{att['height']}")
-    for key in ("lines", "kept_lines", "tokens", "reduced_to_tokens", "bytes"):
-        if att.get(key) is not None:
-            bits.append(f"{key.replace('_', ' ')} {att[key]}")
-    return f"- {att.get('name') or att.get('filename') or 'attachment'} ({', '.join(bits)})"
-
-
-def export_markdown(session: Session) -> str:
-    """A readable transcript: per turn the customer's text and attachments, route, tool calls, answer
-    and usage; then the ticket."""
-    call_turns = _turn_of_calls(session)
-    turns: dict[int, dict[str, list[Any]]] = {}
-
-    def bucket(n: int) -> dict[str, list[Any]]:
-        return turns.setdefault(n, {"user": [], "answer": [], "routes": [], "calls": [], "usage": []})
-
-    current = 0
-    for msg in session.messages:
-        if (msg.get("metadata") or {}).get("title"):
-            continue  # tool-call display bubbles: the calls are rendered from tool_calls below
-        if msg.get("role") == "user":
-            current = int(msg.get("turn") or current + 1)
-            bucket(current)["user"].append(msg)
-        elif msg.get("role") == "assistant":
-            bucket(int(msg.get("turn") or current))["answer"].append(msg)
-    for i, route in enumerate(session.routes):
-        bucket(int(route.get("turn") or i + 1))["routes"].append(route)
-    for call in session.tool_calls:
-        bucket(int(call.get("turn") or call_turns.get(call.get("call_id", ""), 0)))["calls"].append(call)
-    for rec in session.usage:
-        bucket(int(rec.get("turn") or 0))["usage"].append(rec)
-
-    title = session.ticket.get("ticket_id") or "Support conversation"
-    out = [f"# {title}", ""]
-    for n in sorted(turns):
-        t = turns[n]
-        out += [f"## Turn {n}" if n else "## Outside a turn", ""]
-        for msg in t["user"]:
-            out += ["**Customer:**", "", content_text(msg.get("content")), ""]
-            atts = [a for a in msg.get("attachments") or () if isinstance(a, dict)]
-            if atts:
-                out += ["Attachments:"] + [_attachment_line(a) for a in atts] + [""]
-        for r in t["routes"]:
-            out += [f"**Route:** `{r.get('model')}` · {r.get('category')} · {r.get('reason')}", ""]
-        for c in t["calls"]:
-            mark = "ok" if c.get("ok") else f"failed: {c.get('error')}"
-            body = json.dumps(
-                _scrub({"arguments": c.get("arguments"), "result": c.get("result")}),
-                ensure_ascii=False,
-                indent=2,
-                default=str,
-            )
-            out += [
-                f"<details><summary>Tool <code>{c.get('name')}</code> "
-                f"({mark}, {c.get('duration_ms', 0):.0f} ms)</summary>",
-                "",
-                "```json",
-                body,
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
-        for msg in t["answer"]:
-            out += ["**Assistant:**", "", content_text(msg.get("content")), ""]
-        if t["usage"]:
-            prompt = sum(int(u.get("prompt_tokens", 0)) for u in t["usage"])
-            completion = sum(int(u.get("completion_tokens", 0)) for u in t["usage"])
-            est = " (some estimated)" if any(u.get("estimated") for u in t["usage"]) else ""
-            out += [
-                f"**Usage:** {len(t['usage'])} request(s), {prompt:,} prompt + {completion:,} completion tokens{est}",
-                "",
-            ]
-    if session.ticket:
-        out += ["## Ticket", "", "```json", json.dumps(_scrub(session.ticket), ensure_ascii=False, indent=2), "```", ""]
-    return "\n".join(out)
+        raise CatalogError("import", f"conversation.{first_error(exc)}") from None

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from supportbot.config import PACKAGE_DIR, Settings
+from supportbot.config import PACKAGE_DIR, Settings, on_space
 from supportbot.errors import ApiError, ConfigError
 from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
@@ -49,11 +50,18 @@ def queue_options(settings: Settings) -> dict[str, Any]:
     return {"default_concurrency_limit": settings.concurrency_limit, "max_size": settings.queue_max_size}
 
 
+# The chat never loads remote resources: images and media only from this server (and data:/blob:
+# URLs the page makes itself), forms only post here, no plugins. ``ui.inert`` also rewrites images
+# in messages into links on the server; this is the layer that holds whatever a message contains.
+CONTENT_SECURITY_POLICY = (
+    "img-src 'self' data: blob:; media-src 'self' data: blob:; object-src 'none'; form-action 'self'; base-uri 'self'"
+)
+
+
 def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for launch(): host, port, upload cap, history off."""
+    """Keyword arguments for launch(): host, port, upload cap, history off, data dir blocked, CSP."""
     env = dict(os.environ if env is None else env)
-    on_spaces = env.get("SYSTEM") == "spaces" or bool(env.get("SPACE_ID"))
-    host = env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_spaces else "127.0.0.1")
+    host = env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space(env) else "127.0.0.1")
     raw_port = env.get("GRADIO_SERVER_PORT") or "7860"
     if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
         raise ConfigError("GRADIO_SERVER_PORT", f"must be a port number from 1 to 65535 (got {raw_port!r})")
@@ -63,11 +71,20 @@ def launch_options(settings: Settings, env: dict[str, str] | None = None) -> dic
         "server_port": port,
         "max_file_size": f"{settings.max_upload_mb}mb",
         "run_history": False,  # logs and screenshots can hold private data
+        # Never served, whatever a response names: blocked_paths wins over every allowed path in Gradio.
+        "blocked_paths": blocked_paths(settings, env),
+        "head": f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
         "max_threads": max(40, settings.concurrency_limit + 8),
         "theme": gr.themes.Soft(primary_hue="indigo"),
         "css": (PACKAGE_DIR / "ui" / "styles.css").read_text(encoding="utf-8"),
         "footer_links": ["api", "gradio"],
     }
+
+
+def blocked_paths(settings: Settings, env: dict[str, str]) -> list[str]:
+    """The data directory (resolved), plus any GRADIO_BLOCKED_PATHS the operator set (launch() would drop them)."""
+    extra = [p.strip() for p in env.get("GRADIO_BLOCKED_PATHS", "").split(",") if p.strip()]
+    return [str(Path(settings.data_dir).resolve()), *extra]
 
 
 def build_app(settings: Settings | None = None, services: Services | None = None) -> gr.Blocks:

@@ -8,12 +8,14 @@ the page and wires these to its components.
 
 from __future__ import annotations
 
-import copy
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder, is_in_or_equal
 
 from supportbot.config import ASSETS_DIR
 from supportbot.conversation import TurnRunner
@@ -22,8 +24,10 @@ from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallS
 from supportbot.limits import Allowance, Budget, VisitorBudget, visitor_identity
 from supportbot.services import Services
 from supportbot.session import Session
+from supportbot.storage.history import MAX_IMPORT_BYTES
 from supportbot.ui import render, usage_view
-from supportbot.ui.render import LiveTurn
+from supportbot.ui.inert import plain_json
+from supportbot.ui.render import STEP_MODES, LiveTurn
 from supportbot.ui.streaming import batches
 
 SAMPLES = ASSETS_DIR / "samples"
@@ -43,6 +47,10 @@ EXAMPLES: list[tuple[str, str, list[str]]] = [
 ]
 
 
+# A conversation id as session.new_conversation_id makes it; anything else is not looked up (or echoed).
+_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
 def example_message(index: int) -> dict[str, Any]:
     """The MultimodalTextbox value of an example scenario."""
     _, text, files = EXAMPLES[index]
@@ -60,8 +68,9 @@ class Playground:
 
     def live_panels(self, session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
         """What changes while a turn streams: cheap to render, sent on every redraw."""
+        uploads = Path(get_upload_folder())
         return (
-            render.chat_view(session, mode, live_turn),
+            render.chat_view(session, _mode(mode), live_turn, uploads),
             render.tools_html(session),
             render.routes_html(session),
             render.context_meter(session),
@@ -71,14 +80,20 @@ class Playground:
         self, session: Session, plan_name: str | None = None, allowance: Allowance | None = None
     ) -> tuple:
         """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
-        usage_html, plot = usage_view.render(session, self.services.pricing, plan_name or self.services.settings.plan)
+        usage_html, plot = usage_view.render(session, self.services.pricing, self._plan(plan_name))
+        # plain_json: copies in which no dict looks like a file to Gradio (a model chooses tool arguments).
         return (
-            copy.deepcopy(session.tool_calls[::-1]),
+            plain_json(session.tool_calls[::-1]),
             render.ticket_chips(session.ticket, session.ticket_error),
-            copy.deepcopy(session.ticket),
+            plain_json(session.ticket),
             usage_view.allowance_html(allowance) + usage_html,
             plot,
         )
+
+    def _plan(self, plan_name: Any) -> str:
+        """The plan to compare: the one asked for when it exists, else the configured one."""
+        known = {p.name for p in self.services.pricing.plans}
+        return plan_name if isinstance(plan_name, str) and plan_name in known else self.services.settings.plan
 
     def panels(self, session: Session, mode: str, plan_name: str | None, allowance: Allowance | None = None) -> tuple:
         """Every panel."""
@@ -145,12 +160,12 @@ class Playground:
                     elif isinstance(event, ToolCallFinished):
                         live_turn.pending.pop(event.call_id, None)
                     elif isinstance(event, ErrorEvent):
-                        gr.Warning(event.message)
+                        gr.Warning(html.escape(event.message, quote=False))  # toasts render HTML
                 yield (*self.live_panels(session, mode, live_turn), None, session)
         except SupportbotError as exc:
             # Bad input (all checked before the turn starts): the error names the problem, the
             # message stays in the box and the session is untouched. Scripts get it as an exception.
-            raise gr.Error(str(exc), title="Could not send that") from None
+            raise gr.Error(html.escape(str(exc), quote=False), title="Could not send that") from None
         yield (*self.live_panels(session, mode), None, session)
 
     def details(
@@ -184,14 +199,22 @@ class Playground:
 
     def session_payload(self, session: Session | None) -> dict:
         """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
-        return (session or Session()).to_json()
+        return plain_json((session or Session()).to_json())
+
+    def _stored(self, conversation_id: Any) -> Session | None:
+        """A stored conversation by id; None for an unknown or malformed id; SupportbotError if unreadable."""
+        cid = conversation_id.strip() if isinstance(conversation_id, str) else ""
+        return self.runner.load(cid) if _CONVERSATION_ID.fullmatch(cid) else None
 
     def load(self, conversation_id: str, session: Session | None) -> tuple:
         """Reload a stored conversation by id (for scripts; the page uses ?c=<id>)."""
-        loaded = self.runner.load((conversation_id or "").strip())
+        try:
+            loaded = self._stored(conversation_id)
+        except SupportbotError as exc:
+            raise gr.Error(html.escape(str(exc), quote=False)) from None
         if loaded is None:
-            raise gr.Error(f"No conversation with id {conversation_id!r} is stored here (it may have expired).")
-        return loaded.to_json(), loaded
+            raise gr.Error("No conversation with that id is stored here (it may have expired).")
+        return plain_json(loaded.to_json()), loaded
 
     def page_load(
         self,
@@ -205,10 +228,16 @@ class Playground:
         cid = request.query_params.get("c") if request else None
         allowance = self.allowance(request, profile)
         if cid:
-            loaded = self.runner.load(cid)
-            if loaded is None:
-                gr.Warning("That conversation link has expired or never existed; starting a new one.")
+            try:
+                loaded = self._stored(cid)
+            except SupportbotError as exc:
+                loaded = None
+                why = html.escape(str(exc), quote=False)
+                gr.Warning(f"That conversation could not be opened ({why}); starting a new one.")
             else:
+                if loaded is None:
+                    gr.Warning("That conversation link has expired or never existed; starting a new one.")
+            if loaded is not None:
                 return (*self.panels(loaded, mode, plan_name, allowance), loaded)
         session = session or Session()
         return (*self.panels(session, mode, plan_name, allowance), session)
@@ -232,9 +261,10 @@ class Playground:
         """Read an exported conversation as a new one; a bad file is refused with a warning."""
         history = self.services.history
         try:
-            imported = history.import_json(Path(_path_of(file)).read_text(encoding="utf-8"))
+            imported = history.import_json(_read_upload(file))
         except (SupportbotError, UnicodeDecodeError, OSError) as exc:
-            gr.Warning(f"Could not import that file: {exc}")
+            # Toasts render HTML, and the message may quote the file's own keys.
+            gr.Warning(f"Could not import that file: {html.escape(str(exc), quote=False)}")
             session = session or Session()
             return (*self.panels(session, mode, plan_name), session)
         history.save(imported)
@@ -251,17 +281,31 @@ def _forwarded_for(request: gr.Request | None) -> str | None:
     return next((str(v) for k, v in dict(headers).items() if str(k).lower() == "x-forwarded-for"), None)
 
 
+def _mode(mode: Any) -> str:
+    return mode if isinstance(mode, str) and mode in STEP_MODES else STEP_MODES[0]
+
+
 def _path_of(file: Any) -> str:
     if isinstance(file, dict):
-        return file.get("path") or file.get("name")
-    return getattr(file, "path", None) or getattr(file, "name", None) or str(file)
+        return str(file.get("path") or file.get("name") or "")
+    return str(getattr(file, "path", None) or getattr(file, "name", None) or file or "")
 
 
-def parse_message(message: dict | str | None) -> tuple[str, list[str]]:
+def _read_upload(file: Any) -> bytes:
+    """The bytes of a file a visitor uploaded (Gradio checks that on the way in; checked again here)."""
+    path = Path(_path_of(file))
+    if not path.is_file() or not is_in_or_equal(path, get_upload_folder()):
+        raise SupportbotError("that is not a file uploaded to this page")
+    if path.stat().st_size > MAX_IMPORT_BYTES:
+        raise SupportbotError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB")
+    return path.read_bytes()
+
+
+def parse_message(message: Any) -> tuple[str, list[str]]:
     """Text and file paths from a MultimodalTextbox value (or plain text from scripts)."""
-    if message is None:
-        return "", []
     if isinstance(message, str):
         return message, []
-    files = [_path_of(f) for f in message.get("files") or []]
+    if not isinstance(message, dict):
+        return "", []
+    files = [_path_of(f) for f in message.get("files") or [] if isinstance(f, str | dict)]
     return str(message.get("text") or ""), [f for f in files if f]

@@ -1,5 +1,10 @@
 """Pure rendering: session data -> what the panels show. No Gradio imports here,
-so every function is tested without a server."""
+so every function is tested without a server.
+
+Every Chatbot message's content is a string, never a dict: Gradio would serve a dict with a
+``path`` as a file and render ``{"type": "component", ...}`` as a component. Text that came from a
+visitor, a model or a tool passes through ``ui.inert`` first, so it cannot load remote images.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from supportbot.session import Session
+from supportbot.ui.inert import inert_markdown, md_escape, upload_image
 
 STEP_MODES = ("all", "tools only", "hidden")
 
@@ -35,9 +41,12 @@ def _json_block(value: Any) -> str:
 
 def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
     ok = call["ok"]
+    # A JSON block cannot end its fence early (json.dumps never starts a line with a backtick), so
+    # everything in it shows as code; the error text is prose and made inert.
     body = "**Arguments**\n" + _json_block(call["arguments"]) + "\n**" + ("Result" if ok else "Error") + "**\n"
-    body += _json_block(call["result"]) if ok else f"> {call['error']}"
-    title = f"🔧 {call['name']}" if ok else f"⚠️ {call['name']} failed"
+    body += _json_block(call["result"]) if ok else "> " + inert_markdown(str(call["error"]))
+    name = md_escape(str(call["name"]))
+    title = f"🔧 {name}" if ok else f"⚠️ {name} failed"
     return {
         "role": "assistant",
         "content": body,
@@ -65,29 +74,57 @@ def _cached(session: Session, kind: str, call: dict[str, Any], make: Any) -> Any
     return cache[key]
 
 
-def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
+
+
+def served_upload(path: Any, uploads: Path | None) -> str | None:
+    """``path`` resolved, when it is an image file inside Gradio's upload folder ``uploads``; else None.
+
+    Only our own turns set an attachment's ``local_file`` (an import never carries one); this check
+    makes sure that whatever it says, the chat can only ever point at a visitor's own upload.
+    """
+    if uploads is None or not isinstance(path, str) or not path:
+        return None
+    try:
+        real = Path(path).resolve(strict=True)
+        inside = real.is_relative_to(uploads.resolve())
+        return str(real) if inside and real.suffix.lower() in IMAGE_SUFFIXES and real.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _inert(session: Session, text: str) -> str:
+    """``inert_markdown`` of a stored message, computed once per session and text."""
+    cache = _RENDERED.setdefault(session, {}).setdefault("inert", {})
+    if text not in cache:
+        cache[text] = inert_markdown(text)
+    return cache[text]
+
+
+def _user_bubble(session: Session, msg: dict[str, Any], uploads: Path | None) -> list[dict[str, Any]]:
     out = []
     if msg.get("content"):
-        out.append({"role": "user", "content": msg["content"]})
-    for att in msg.get("attachments", []):
-        path = att.get("local_file")
-        if att["kind"] == "image" and path and Path(path).exists():
-            out.append({"role": "user", "content": {"path": path, "alt_text": att["filename"]}})
-        elif att["kind"] == "image":
-            out.append({"role": "user", "content": f"🖼️ *{att['filename']}* ({att['width']}×{att['height']})"})
+        out.append({"role": "user", "content": _inert(session, str(msg["content"]))})
+    for att in msg.get("attachments") or ():
+        filename = str(att.get("filename") or "attachment")
+        name = md_escape(filename)
+        if att.get("kind") == "image":
+            # The visitor's own screenshot, by a same-origin URL Gradio serves from its upload folder;
+            # a text line when the file is gone (or was never here: an imported conversation).
+            served = served_upload(att.get("local_file"), uploads)
+            content = upload_image(served, filename) if served else f"🖼️ *{name}* ({att['width']}×{att['height']})"
         else:
             extra = " — reduced to fit" if att.get("reduced") else ""
-            out.append(
-                {
-                    "role": "user",
-                    "content": f"📄 *{att['filename']}* — {att['lines']:,} lines, ~{att['est_tokens']:,} tokens{extra}",
-                }
-            )
+            content = f"📄 *{name}* — {att['lines']:,} lines, ~{att['est_tokens']:,} tokens{extra}"
+        out.append({"role": "user", "content": content})
     return out or [{"role": "user", "content": "(empty)"}]
 
 
-def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None) -> list[dict[str, Any]]:
-    """The chat as Chatbot messages, rebuilt from the session (so a reload shows the same)."""
+def chat_view(
+    session: Session, mode: str = "all", live: LiveTurn | None = None, uploads: Path | None = None
+) -> list[dict[str, Any]]:
+    """The chat as Chatbot messages (string content only), rebuilt from the session (so a reload shows
+    the same); screenshots are shown when their file is in Gradio's upload folder ``uploads``."""
     routes = {r["turn"]: r for r in session.routes}
     calls: dict[int, list[dict[str, Any]]] = {}
     for call in session.tool_calls:
@@ -98,15 +135,16 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
     for msg in session.messages:
         turn = msg.get("turn", 0)
         if msg["role"] == "user":
-            out.extend(_user_bubble(msg))
+            out.extend(_user_bubble(session, msg, uploads))
             if mode == "all" and turn in routes:
                 r = routes[turn]
+                category = str(r["category"]).replace("_", " ")
                 out.append(
                     {
                         "role": "assistant",
-                        "content": r["reason"],
+                        "content": _inert(session, str(r["reason"])),
                         "metadata": {
-                            "title": f"🧭 Routed to {r['model']} ({r['category'].replace('_', ' ')})",
+                            "title": f"🧭 Routed to {md_escape(str(r['model']))} ({md_escape(category)})",
                             "status": "done",
                         },
                     }
@@ -119,26 +157,35 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
                         {
                             "role": "assistant",
                             "content": "Running…",
-                            "metadata": {"title": f"🔧 {name}", "status": "pending", "log": _short(args, 60)},
+                            "metadata": {
+                                "title": f"🔧 {md_escape(name)}",
+                                "status": "pending",
+                                "log": _short(args, 60),
+                            },
                         }
                         for name, args in live.pending.values()
                     )
         elif msg["role"] == "notice":
             if mode == "all":
                 out.append(
-                    {"role": "assistant", "content": msg["content"], "metadata": {"title": "ℹ️ Note", "status": "done"}}
+                    {
+                        "role": "assistant",
+                        "content": _inert(session, str(msg["content"])),
+                        "metadata": {"title": "ℹ️ Note", "status": "done"},
+                    }
                 )
         elif msg["role"] == "assistant":
             answered.add(turn)
-            content = msg.get("content") or ""
+            content = _inert(session, str(msg.get("content") or ""))
             if msg.get("stopped"):
                 content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
             if msg.get("error"):
+                error = _inert(session, str(msg["error"]))
                 head = "⏳ **Limit reached.**" if msg.get("error_kind") == "limit" else "⚠️ **Something went wrong.**"
-                content = (content + "\n\n" if content else "") + f"{head} {msg['error']}"
+                content = (content + "\n\n" if content else "") + f"{head} {error}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
-        out.append({"role": "assistant", "content": live.text})
+        out.append({"role": "assistant", "content": inert_markdown(live.text)})
     return out
 
 
