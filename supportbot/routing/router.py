@@ -16,7 +16,6 @@ A capable manual selection wins; an incapable one is switched with the reason.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,14 @@ from supportbot.errors import CatalogError
 from supportbot.events import RouteDecision
 from supportbot.routing.catalog import CATEGORIES, Catalog, ModelInfo
 from supportbot.routing.tokens import with_margin
-from supportbot.vocabulary import CHARS_PER_TOKEN, detect_language, find_order_ids, language_name
+from supportbot.vocabulary import (
+    CHARS_PER_TOKEN,
+    detect_language,
+    find_order_ids,
+    find_phrases,
+    language_name,
+    words_of,
+)
 
 
 class RoutingPolicy(BaseModel):
@@ -85,13 +91,14 @@ class TurnFacts:
 
 
 def _words(text: str, phrases: list[str]) -> list[str]:
-    lowered = text.lower()
-    return [p for p in phrases if re.search(r"(?<!\w)" + re.escape(p) + r"(?!\w)", lowered)]
+    """The phrases written as whole words in the first ``SCAN_CHARS`` characters of ``text``."""
+    return find_phrases(words_of(text), phrases)
 
 
 def count_actions(text: str, policy: RoutingPolicy) -> int:
     """How many distinct actions a message asks for (order checks count per order)."""
-    verbs = {name for name, phrases in policy.action_verbs.items() if _words(text, phrases)}
+    words = words_of(text)
+    verbs = {name for name, phrases in policy.action_verbs.items() if find_phrases(words, phrases)}
     orders = set(find_order_ids(text))
     extra_orders = max(0, len(orders) - 1)
     return len(verbs) + extra_orders

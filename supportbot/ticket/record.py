@@ -228,7 +228,7 @@ def build_inline(
     order_ids = _merge_unique(facts.order_ids, *(find_order_ids(text) for text in users))
     emails = [email for text in users for email in find_emails(text)]
     frustration = frustration_of(messages)
-    category = category_of(all_user, facts.tool_names)
+    category = category_of(users, facts.tool_names)
     escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
     status = status_of(messages, escalated)
     heur: dict[str, Any] = {
@@ -239,7 +239,7 @@ def build_inline(
         "intent_summary": summary_of(category, order_ids, users),
         "sentiment": sentiment_of(messages, frustration),
         "frustration": frustration,
-        "priority": priority_of(frustration, category, escalated, all_user),
+        "priority": priority_of(frustration, category, escalated, users),
         "language": detect_language(all_user) if all_user.strip() else (previous.language if previous else "en"),
         "actions_taken": [],
         "status": status,
