@@ -43,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "plan": "SUPPORTBOT_PLAN",
     "retention_days": "SUPPORTBOT_RETENTION_DAYS",
     "concurrency_limit": "SUPPORTBOT_CONCURRENCY",
+    "max_text_chars": "SUPPORTBOT_MAX_TEXT_CHARS",
 }
 
 
@@ -69,6 +70,8 @@ class Settings(BaseModel):
     plan: str = "pro"
     retention_days: int | None = Field(None, ge=1)
     concurrency_limit: int = Field(64, ge=1, le=1024)
+    # Typed text longer than this becomes a log attachment when it reads as a log, else it is refused.
+    max_text_chars: int = Field(200_000, ge=1_000, le=100_000_000)
 
     @classmethod
     def load(
