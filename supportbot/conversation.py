@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supportbot import memory
 from supportbot.agent import SYSTEM_PROMPT
-from supportbot.attachments.images import PreparedImage, prepare_image
+from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
 from supportbot.attachments.intake import Attachments, sort_files
 from supportbot.attachments.logs import LogFile
 from supportbot.attachments.reduce import reduce_log
@@ -75,6 +76,7 @@ class TurnRunner:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._last_purge = float("-inf")
+        self._decoder = ThreadPoolExecutor(DECODES_AT_ONCE, thread_name_prefix="supportbot-decode")
         # The system prompt and tool schemas never change: estimate them once, not every turn.
         self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
@@ -138,7 +140,7 @@ class TurnRunner:
                 async for event in self._stream(session, turn):
                     yield event
             except (asyncio.CancelledError, GeneratorExit):
-                self._commit_stopped(session, turn)
+                await self._commit_stopped(session, turn)
                 raise
             async for event in self._commit(session, turn, ticket_mode or self.s.settings.ticket_mode):
                 yield event
@@ -152,9 +154,13 @@ class TurnRunner:
     ) -> _Turn:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
-        decision = self.decide(session, text, found, selected)
+        # Estimating the history and reading the text for keywords grow with the input: off the loop.
+        decision = await asyncio.to_thread(self.decide, session, text, found, selected)
         model = self.s.catalog.get(decision.model)
-        images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
+        loop = asyncio.get_running_loop()
+        # Decoded on their own few threads (as many as cores): a burst of large images waits its
+        # turn there instead of filling the shared pool every save and ticket of every visitor uses.
+        images = [await loop.run_in_executor(self._decoder, self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
         # Nothing above changed the session: bad input leaves it as it was.
@@ -263,7 +269,7 @@ class TurnRunner:
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
 
-    def _commit_stopped(self, session: Session, turn: _Turn) -> None:
+    async def _commit_stopped(self, session: Session, turn: _Turn) -> None:
         """Stopped by the user: show what arrived; the model keeps the tool rounds that completed
         (their refunds and escalations happened) and forgets the unfinished answer."""
         session.messages.append(
@@ -271,8 +277,13 @@ class TurnRunner:
         )
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", turn.rounds)) is not None:
             session.history = kept
+        # Awaiting here is allowed while a task is cancelled or a generator closed; were the wait
+        # itself cancelled, the thread still finishes the save (the session stays busy until then).
+        await asyncio.to_thread(self._ticket_and_save, session)
+
+    def _ticket_and_save(self, session: Session) -> None:
         self._set_ticket(session, self._inline_ticket(session))
-        self.s.history.save(session)  # no await: the task is being cancelled
+        self.s.history.save(session)
 
     async def _ticket(self, session: Session, model: ModelInfo, mode: str, turn: int) -> AsyncIterator[Event]:
         if mode == "extraction":
@@ -297,7 +308,7 @@ class TurnRunner:
         else:
             session.ticket_error = None
             ticket = await asyncio.to_thread(self._inline_ticket, session)
-        self._set_ticket(session, ticket)
+        await asyncio.to_thread(self._set_ticket, session, ticket)  # a database write
         yield TicketUpdated(session.ticket)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """Pure rendering: session data -> what the panels show. No Gradio imports here,
-so every function is tested without a server."""
+so every function is tested without a server. What a bubble shows is bounded (``SHOWN_CHARS``):
+a 200,000-character message is stored whole but never re-rendered whole on every redraw."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ from typing import Any
 from supportbot.session import Session
 
 STEP_MODES = ("all", "tools only", "hidden")
+# A chat bubble shows at most this many characters: the browser renders each bubble's markdown
+# on every redraw, and while a turn streams every redraw sends the whole chat again.
+SHOWN_CHARS = 20_000
+
+
+def bounded(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n… *({len(text) - limit:,} more characters not shown)*"
 
 
 @dataclass
@@ -30,7 +41,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _json_block(value: Any) -> str:
-    return "```json\n" + json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n```"
+    return "```json\n" + bounded(json.dumps(value, indent=2, ensure_ascii=False, default=str)) + "\n```"
 
 
 def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +79,7 @@ def _cached(session: Session, kind: str, call: dict[str, Any], make: Any) -> Any
 def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if msg.get("content"):
-        out.append({"role": "user", "content": msg["content"]})
+        out.append({"role": "user", "content": bounded(msg["content"])})
     for att in msg.get("attachments", []):
         path = att.get("local_file")
         if att["kind"] == "image" and path and Path(path).exists():
@@ -126,18 +137,22 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
         elif msg["role"] == "notice":
             if mode == "all":
                 out.append(
-                    {"role": "assistant", "content": msg["content"], "metadata": {"title": "ℹ️ Note", "status": "done"}}
+                    {
+                        "role": "assistant",
+                        "content": bounded(msg["content"]),
+                        "metadata": {"title": "ℹ️ Note", "status": "done"},
+                    }
                 )
         elif msg["role"] == "assistant":
             answered.add(turn)
-            content = msg.get("content") or ""
+            content = bounded(msg.get("content") or "")
             if msg.get("stopped"):
                 content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
             if msg.get("error"):
                 content = (content + "\n\n" if content else "") + f"⚠️ **Something went wrong.** {msg['error']}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
-        out.append({"role": "assistant", "content": live.text})
+        out.append({"role": "assistant", "content": bounded(live.text)})
     return out
 
 
@@ -195,7 +210,7 @@ def ticket_chips(ticket: dict[str, Any], error: str | None = None) -> str:
 
 
 def _pre(value: Any) -> str:
-    return "<pre>" + html.escape(json.dumps(value, indent=2, ensure_ascii=False, default=str)) + "</pre>"
+    return "<pre>" + html.escape(bounded(json.dumps(value, indent=2, ensure_ascii=False, default=str))) + "</pre>"
 
 
 def tools_html(session: Session) -> str:
