@@ -116,8 +116,28 @@ class Settings(BaseModel):
             raise ConfigError("OXLO_BASE_URL", f"must start with http:// or https:// (got {self.base_url!r})")
 
 
+# A run of the key's first characters this long is masked too: enough of a key to matter.
+REDACT_PREFIX_CHARS = 8
+
+
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` masked; servers sometimes echo a rejected key."""
+    """``text`` with ``secret`` masked as ``***``: every occurrence, and every run of its first
+    ``REDACT_PREFIX_CHARS`` or more characters (a key cut off by a truncation, or echoed in part).
+
+    The one place the key is masked: apply it to every message shown, stored, logged or exported,
+    and before any truncation (a cut can split the key and leave a prefix no full match finds)."""
     if not secret or len(secret) < 4:
         return text
-    return text.replace(secret, "***")
+    if len(secret) < REDACT_PREFIX_CHARS:
+        return text.replace(secret, "***")
+    head = secret[:REDACT_PREFIX_CHARS]
+    out: list[str] = []
+    pos = 0
+    while (at := text.find(head, pos)) >= 0:
+        end = at + len(head)
+        while end - at < len(secret) and end < len(text) and text[end] == secret[end - at]:
+            end += 1  # the match goes on as far as the text keeps following the key
+        out += [text[pos:at], "***"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

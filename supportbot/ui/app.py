@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from supportbot.config import PACKAGE_DIR, Settings
+from supportbot.config import PACKAGE_DIR, Settings, redact
 from supportbot.errors import ApiError, ConfigError
 from supportbot.services import Services
 from supportbot.session import Session
@@ -196,8 +196,9 @@ async def check_live_catalog(services: Services) -> None:
     """Flag models the live service does not list; failures only warn (the app still starts)."""
     try:
         await services.check_catalog()
-    except ApiError as exc:  # start anyway, say why (the message is already redacted)
-        print(f"supportbot: could not check the catalog against GET /models: {exc}")
+    except ApiError as exc:  # start anyway, say why
+        key = services.settings.api_key.get_secret_value() if services.settings.api_key else None
+        print(f"supportbot: could not check the catalog against GET /models: {redact(str(exc), key)}")
 
 
 def prepare(settings: Settings) -> Services:
