@@ -49,7 +49,7 @@ from supportbot.session import Session, new_conversation_id
 from supportbot.ticket.extraction import extract_ticket
 from supportbot.ticket.record import Ticket, build_inline
 from supportbot.tools import REGISTRY, ToolContext
-from supportbot.vocabulary import fence_log
+from supportbot.vocabulary import cut_off_note, fence_log
 
 Progress = Callable[[float, str], None]
 
@@ -176,7 +176,7 @@ class TurnRunner:
         number = session.turn
         attachments = [_image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": number})
-        notes = []
+        notes = [cut_off_note(m["filename"], m["lines"]) for m in log_meta if m.get("cut_off")]
         if any(m["reduced"] for m in log_meta):
             notes.append("Log reduced to fit: " + "; ".join(m["header"] for m in log_meta if m["reduced"]))
         history = session.history
@@ -209,13 +209,17 @@ class TurnRunner:
                 "reduced": False,
                 "header": "",
             }
+            # A .gz that ended early is said so beside the fence, by us: the model reads it as a fact.
+            note = cut_off_note(log.filename, log.line_count) + "\n" if log.cut_off else ""
+            if log.cut_off:
+                info["cut_off"] = True
             if budget is not None and total > budget:
                 reduced = reduce_log(log, max(500, budget * log.est_tokens // total))
-                blocks.append(fence_log(reduced.text, log.filename))
+                blocks.append(note + fence_log(reduced.text, log.filename))
                 # The reduced text itself is kept once, in the model history (and so in the stored snapshot).
                 info.update(reduced=True, header=reduced.header, sent_tokens=reduced.est_tokens)
             else:
-                blocks.append(fence_log(log.read_text(), log.filename))
+                blocks.append(note + fence_log(log.read_text(), log.filename))
                 info["sent_tokens"] = log.est_tokens
             meta.append(info)
         return blocks, meta

@@ -170,6 +170,11 @@ _BACKTICKS = re.compile(r"`+")
 MAX_FENCED_LOGS = 20
 
 
+def _log_name(filename: str) -> str:
+    """A file name as a fence header or a note writes it: no quotes or line breaks, at most 300 characters."""
+    return filename.replace('"', "'").replace("\n", " ")[:300]
+
+
 def fence_log(text: str, filename: str) -> str:
     """Wrap a log as customer-supplied data in a fence its content cannot close.
 
@@ -182,7 +187,7 @@ def fence_log(text: str, filename: str) -> str:
 
     The fence is one backtick longer than the longest backtick run in the log (at least 3).
     """
-    name = filename.replace('"', "'").replace("\n", " ")[:300]
+    name = _log_name(filename)
     fence = "`" * max(3, _longest_backtick_run(text) + 1)
     body = text.removesuffix("\n")
     lines = body.count("\n") + 1 if body else 0
@@ -244,6 +249,30 @@ def _closing_fence(text: str, fence: str, start: int) -> int | None:
         if line_start and (end == len(text) or text[end] == "\n"):
             return at
         at = end
+
+
+# A note beside a fenced log that ended early (a .gz cut off mid-stream): said by the product,
+# outside the fence, so a model reads it as a fact about the file, not as the customer's data.
+_CUT_OFF = re.compile(r'The log "(?P<name>[^"\n]{0,300})" was cut off after (?P<lines>[\d,]{1,20}) lines')
+
+
+def cut_off_note(filename: str, lines: int) -> str:
+    """The sentence that says a log ended early (``find_cut_off_notes`` reads it back)."""
+    return (
+        f'The log "{_log_name(filename)}" was cut off after {lines:,} lines: its gzip stream ends early (a partial '
+        "download or upload), so what came after, often where the error is, is missing."
+    )
+
+
+def find_cut_off_notes(text: str) -> dict[str, int]:
+    """{filename: lines} for every ``cut_off_note`` in ``text`` (at most 20)."""
+    found: dict[str, int] = {}
+    for m in _CUT_OFF.finditer(text):
+        if digits := m.group("lines").replace(",", ""):
+            found[m.group("name")] = int(digits)
+        if len(found) >= MAX_FENCED_LOGS:
+            break
+    return found
 
 
 # --- language ---------------------------------------------------------------------------

@@ -172,6 +172,7 @@ class Facts:
     greeting: bool = False
     images: list[str] = field(default_factory=list)  # image URLs
     logs: list[tuple[str, str]] = field(default_factory=list)  # (filename, text)
+    cut_off: dict[str, int] = field(default_factory=dict)  # filename -> lines, for logs that ended early
 
     @property
     def escalate(self) -> bool:

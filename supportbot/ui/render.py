@@ -87,7 +87,8 @@ def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
         elif att["kind"] == "image":
             out.append({"role": "user", "content": f"🖼️ *{att['filename']}* ({att['width']}×{att['height']})"})
         else:
-            extra = " — reduced to fit" if att.get("reduced") else ""
+            extra = " — cut off (the file ends early)" if att.get("cut_off") else ""
+            extra += " — reduced to fit" if att.get("reduced") else ""
             out.append(
                 {
                     "role": "user",
