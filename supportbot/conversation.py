@@ -24,8 +24,8 @@ from typing import Any
 from supportbot import memory
 from supportbot.agent import SYSTEM_PROMPT
 from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
-from supportbot.attachments.intake import Attachments, sort_files
-from supportbot.attachments.logs import LogFile
+from supportbot.attachments.intake import Attachments, log_limits, sort_files
+from supportbot.attachments.logs import LogFile, open_log
 from supportbot.attachments.reduce import reduce_log
 from supportbot.errors import SupportbotError
 from supportbot.events import (
@@ -62,6 +62,7 @@ class _Turn:
     decision: RouteDecision
     model: ModelInfo
     history: list[dict[str, Any]]  # the memory the turn starts from (maybe compacted)
+    sent: list[dict[str, Any]]  # that memory as the request carries it (earlier logs as their analysis)
     user_msg: dict[str, Any]
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
@@ -92,13 +93,17 @@ class TurnRunner:
         """A stored conversation, shown as stored; its next turn continues under a new id."""
         return self.s.history.load(conversation_id)
 
-    def facts(self, session: Session, text: str, found: Attachments) -> TurnFacts:
-        """What the router needs for this turn."""
+    def facts(
+        self, session: Session, text: str, found: Attachments, sent: list[dict[str, Any]] | None = None
+    ) -> TurnFacts:
+        """What the router needs for this turn; ``sent`` is the history as the request carries it
+        (``memory.sent_history``, the default)."""
+        sent = memory.sent_history(session.history) if sent is None else sent
         return TurnFacts(
             text=text,
             images=len(found.images),
             log_tokens=sum(log.est_tokens for log in found.logs),
-            history_tokens=tokens.estimate_messages(session.history),
+            history_tokens=tokens.estimate_messages(sent),
             overhead_tokens=self._overhead_tokens,
             output_tokens=self.s.settings.max_output_tokens,
             history=[
@@ -106,9 +111,16 @@ class TurnRunner:
             ],
         )
 
-    def decide(self, session: Session, text: str, found: Attachments, selected: str | None) -> RouteDecision:
-        """Route a turn (pure, cheap: used by the UI's context meter too)."""
-        return route(self.facts(session, text, found), self.s.catalog, self.s.policy, selected)
+    def decide(
+        self,
+        session: Session,
+        text: str,
+        found: Attachments,
+        selected: str | None,
+        sent: list[dict[str, Any]] | None = None,
+    ) -> RouteDecision:
+        """Route a turn (pure: no request is made)."""
+        return route(self.facts(session, text, found, sent), self.s.catalog, self.s.policy, selected)
 
     async def run(
         self,
@@ -154,8 +166,13 @@ class TurnRunner:
     ) -> _Turn:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
+        # A log is sent once: earlier logs travel as their analysis, unless this message asks about
+        # one (then it goes along again, as an attachment) or attaches it again.
+        resent = await asyncio.to_thread(self._logs_asked_about, session, text, found)
+        found.logs += resent
+        sent = await asyncio.to_thread(memory.sent_history, session.history)
         # Estimating the history and reading the text for keywords grow with the input: off the loop.
-        decision = await asyncio.to_thread(self.decide, session, text, found, selected)
+        decision = await asyncio.to_thread(self.decide, session, text, found, selected, sent)
         model = self.s.catalog.get(decision.model)
         loop = asyncio.get_running_loop()
         # Decoded on their own few threads (as many as cores): a burst of large images waits its
@@ -163,6 +180,8 @@ class TurnRunner:
         images = [await loop.run_in_executor(self._decoder, self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
+        for info in log_meta[len(log_meta) - len(resent) :]:
+            info["resent"] = True
         # Nothing above changed the session: bad input leaves it as it was.
         if session.loaded:
             # A reloaded or shared conversation continues under a new id, so two people who open
@@ -177,18 +196,30 @@ class TurnRunner:
         attachments = [_image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": number})
         notes = [cut_off_note(m["filename"], m["lines"]) for m in log_meta if m.get("cut_off")]
+        notes += [
+            f'The log "{log.filename}" from earlier is sent again with this message: you asked about it.'
+            for log in resent
+        ]
         if any(m["reduced"] for m in log_meta):
             notes.append("Log reduced to fit: " + "; ".join(m["header"] for m in log_meta if m["reduced"]))
         history = session.history
         if decision.rule in ("compact", "manual_compact"):
             history, summary = memory.compact(history, model)
+            sent = await asyncio.to_thread(memory.sent_history, history)
             notes.append(f"Older turns were compacted into a summary to fit {model.name}:\n{summary}")
         for note in notes:
             session.messages.append({"role": "notice", "content": note, "turn": number})
         session.routes.append({"turn": number, **decision.to_json()})
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
-        return _Turn(number, decision, model, history, _user_message(text, log_blocks, images), images, notes)
+        return _Turn(number, decision, model, history, sent, _user_message(text, log_blocks, images), images, notes)
+
+    def _logs_asked_about(self, session: Session, text: str, found: Attachments) -> list[LogFile]:
+        """Earlier logs this message asks about (and does not attach again), opened from memory."""
+        attached = {log.filename for log in found.logs}
+        asked = memory.logs_asked_about(session.history, text)
+        limits = log_limits(self.s.settings)
+        return [open_log(body, name, limits) for name, body in asked.items() if name not in attached]
 
     def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
         return prepare_image(
@@ -228,7 +259,7 @@ class TurnRunner:
 
     async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
         ctx = ToolContext(self.s.store, session.conversation_id, memory.transcript(session), session.ticket_fields)
-        async for event in self.s.agent.run_turn([*turn.history, turn.user_msg], turn.model, ctx, turn=turn.number):
+        async for event in self.s.agent.run_turn([*turn.sent, turn.user_msg], turn.model, ctx, turn=turn.number):
             if isinstance(event, ToolCallFinished):
                 session.tool_calls.append({"turn": turn.number, **event.to_json()})
                 await asyncio.to_thread(self.s.history.save, session)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -220,21 +220,36 @@ def _fence_header(text: str, pos: int) -> re.Match[str] | None:
 
 def find_fenced_logs(text: str) -> list[tuple[str, str]]:
     """Every (filename, log_text) that ``fence_log`` produced inside ``text`` (at most 20)."""
-    found: list[tuple[str, str]] = []
+    return [(name, body) for _, _, name, body in _fenced_spans(text)]
+
+
+def replace_fenced_logs(text: str, replace: Callable[[str, str], str]) -> str:
+    """``text`` with each fenced log (header to closing fence) replaced by ``replace(filename, log_text)``."""
+    out: list[str] = []
     pos = 0
-    while len(found) < MAX_FENCED_LOGS:
+    for start, end, name, body in _fenced_spans(text):
+        out += [text[pos:start], replace(name, body)]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _fenced_spans(text: str) -> Iterator[tuple[int, int, str, str]]:
+    """(start, end, filename, log_text) of each fenced log, at most ``MAX_FENCED_LOGS``."""
+    pos = found = 0
+    while found < MAX_FENCED_LOGS:
         head = _fence_header(text, pos)
         if head is None:
-            break
+            return
         fence = head.group("fence")
         body_start = head.end()
         close = _closing_fence(text, fence, body_start)
         if close is None:
             pos = body_start
             continue
-        found.append((head.group("name"), text[body_start:close].removesuffix("\n")))
+        found += 1
         pos = close + len(fence)
-    return found
+        yield head.start(), pos, head.group("name"), text[body_start:close].removesuffix("\n")
 
 
 def _closing_fence(text: str, fence: str, start: int) -> int | None:

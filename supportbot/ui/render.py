@@ -87,7 +87,8 @@ def _user_bubble(msg: dict[str, Any]) -> list[dict[str, Any]]:
         elif att["kind"] == "image":
             out.append({"role": "user", "content": f"🖼️ *{att['filename']}* ({att['width']}×{att['height']})"})
         else:
-            extra = " — cut off (the file ends early)" if att.get("cut_off") else ""
+            extra = " — sent again from earlier" if att.get("resent") else ""
+            extra += " — cut off (the file ends early)" if att.get("cut_off") else ""
             extra += " — reduced to fit" if att.get("reduced") else ""
             out.append(
                 {
@@ -158,17 +159,29 @@ def chat_view(session: Session, mode: str = "all", live: LiveTurn | None = None)
 
 
 def context_meter(session: Session) -> str:
-    """An HTML bar: the last turn's estimated prompt against its model's window."""
+    """An HTML bar: what the last turn sent against its model's window.
+
+    The prompt tokens the service reported for the turn's largest request (what was actually
+    sent: earlier logs as their analysis), or before any report the router's estimate."""
     if not session.routes:
         return '<div class="sb-meter"><span>Context: nothing sent yet</span></div>'
     r = session.routes[-1]
-    used, window = r["est_tokens"], max(r["context_window"], 1)
+    window = max(r["context_window"], 1)
+    sent = [
+        u["prompt_tokens"]
+        for u in session.usage
+        if u.get("turn") == r["turn"] and u.get("purpose") in ("answer", "tool_round") and u.get("model") == r["model"]
+    ]
+    if sent:
+        used, shown, title = max(sent), f"{max(sent):,}", "Prompt tokens of the last turn's largest request, as sent"
+    else:
+        used, shown = r["est_tokens"], f"~{r['est_tokens']:,}"
+        title = "Estimated prompt tokens (with safety margin) against the context window"
     pct = min(100.0, 100.0 * used / window)
     tone = "ok" if pct < 70 else "warn" if pct < 95 else "full"
     return (
-        f'<div class="sb-meter sb-{tone}" '
-        'title="Estimated prompt tokens (with safety margin) against the context window">'
-        f"<span>Context ~{used:,} / {window:,} tokens · {html.escape(r['model'])}</span>"
+        f'<div class="sb-meter sb-{tone}" title="{title}">'
+        f"<span>Context {shown} / {window:,} tokens · {html.escape(r['model'])}</span>"
         f'<div class="sb-bar"><div style="width:{pct:.1f}%"></div></div></div>'
     )
 
