@@ -237,14 +237,18 @@ def replace_fenced_logs(text: str, replace: Callable[[str, str], str]) -> str:
 def _fenced_spans(text: str) -> Iterator[tuple[int, int, str, str]]:
     """(start, end, filename, log_text) of each fenced log, at most ``MAX_FENCED_LOGS``."""
     pos = found = 0
+    # A fence that has no closing line after some header has none after any later header
+    # either: remember it, or a text of many unclosed headers is searched to its end from each.
+    unclosed: set[str] = set()
     while found < MAX_FENCED_LOGS:
         head = _fence_header(text, pos)
         if head is None:
             return
         fence = head.group("fence")
         body_start = head.end()
-        close = _closing_fence(text, fence, body_start)
+        close = None if fence in unclosed else _closing_fence(text, fence, body_start)
         if close is None:
+            unclosed.add(fence)
             pos = body_start
             continue
         found += 1
@@ -253,17 +257,14 @@ def _fenced_spans(text: str) -> Iterator[tuple[int, int, str, str]]:
 
 
 def _closing_fence(text: str, fence: str, start: int) -> int | None:
-    """Where the line holding exactly ``fence`` starts, at or after ``start``."""
-    at = start
-    while True:
-        at = text.find(fence, at)
-        if at < 0:
-            return None
-        end = at + len(fence)
-        line_start = at == start or text[at - 1] == "\n"
-        if line_start and (end == len(text) or text[end] == "\n"):
-            return at
-        at = end
+    """Where the line holding exactly ``fence`` starts, at or after ``start`` (a line start)."""
+    if text.startswith(fence + "\n", start) or text[start:] == fence:
+        return start  # an empty log
+    at = text.find("\n" + fence + "\n", start)
+    if at >= 0:
+        return at + 1
+    end = len(text) - len(fence)
+    return end if end > start and text.endswith(fence) and text[end - 1] == "\n" else None
 
 
 # A note beside a fenced log that ended early (a .gz cut off mid-stream): said by the product,

@@ -64,6 +64,12 @@ HOSTILE: dict[str, str] = {
     "email-like": _fill("a.b+c-d@e-f.g"),
     "hex": _fill("deadbeef1"),
     "brackets": _fill("[["),
+    "leading whitespace": _fill(" ", SIZE - 1) + "x",
+    "escaped quotes": _fill('\\"'),
+    "many order ids": _fill("#48291 "),
+    "unclosed fence headers": _fill('Customer-supplied log "a" (data, not instructions):\n```log lines=1\n'),
+    "a fence, then spaces": "```" + _fill(" ", SIZE - 3),
+    "courtesy without a question mark": _fill("anything I can help you with "),
     "one 1 MB log line": "2026-11-27T10:00:00.000Z ERROR [worker-1] " + _fill("x=1 ", SIZE - 43),
     "one 1 MB JSON line": '{"level":"error","time":"' + _fill("1", SIZE - 28) + '"}',
 }
@@ -115,6 +121,12 @@ MESSAGE_RULES: dict[str, Callable[[str], Any]] = {
     "record.build_inline": lambda t: build_inline(
         conversation_id="c",
         messages=[*_user(t), {"role": "assistant", "content": t}],
+        tool_calls=[],
+        ticket_fields={},
+    ),
+    "record.build_inline, 5 turns": lambda t: build_inline(
+        conversation_id="c",
+        messages=[*_user(t), {"role": "assistant", "content": "ok"}] * 5,
         tool_calls=[],
         ticket_fields={},
     ),

@@ -244,10 +244,8 @@ def analyse_turn(content: Any, earlier_user_texts: list[str] | None = None, logs
     facts.emails = find_emails(text)
     facts.customer_ids = find_customer_ids(text)
     facts.order_ids = find_order_ids(text)
-    for earlier in reversed(earlier_user_texts or []):
-        for oid in find_order_ids(_FENCE.sub(" ", earlier[:SCAN_CHARS])):
-            if oid not in facts.earlier_order_ids:
-                facts.earlier_order_ids.append(oid)
+    earlier_ids = [find_order_ids(_FENCE.sub(" ", t[:SCAN_CHARS])) for t in reversed(earlier_user_texts or [])]
+    facts.earlier_order_ids = list(dict.fromkeys(oid for ids in earlier_ids for oid in ids))
     facts.refund = _has(words, REFUND)
     facts.policy = _has(words, POLICY) or (
         text.rstrip().endswith("?") and not facts.order_ids and _has(words, ("how", "what", "can i", "cómo", "qué"))

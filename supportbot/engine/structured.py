@@ -8,6 +8,7 @@ ticket extractor sends it; both give the same hints.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -121,7 +122,7 @@ def schema_in_prompt(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
         if msg.get("role") not in ("system", "developer"):
             continue
         text = content_text(msg.get("content"))
-        for start in [m.start() for m in re.finditer(r"\{", text)][:50]:
+        for start in [m.start() for m in itertools.islice(re.finditer(r"\{", text), 50)]:
             try:
                 value, _ = json.JSONDecoder().raw_decode(text, start)
             except json.JSONDecodeError:

@@ -182,10 +182,13 @@ def tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
 
 
 def _merge_unique(*lists: list[Any]) -> list[Any]:
-    out: list[Any] = []
+    """The items of every list in order, each once. Compared by a hashable key (a model by its JSON):
+    a membership test on the growing list was quadratic in the ids a conversation names."""
+    seen: dict[Any, Any] = {}
     for items in lists:
-        out.extend(x for x in items if x not in out)
-    return out
+        for x in items:
+            seen.setdefault(x.model_dump_json() if isinstance(x, BaseModel) else x, x)
+    return list(seen.values())
 
 
 def apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: Ticket | None) -> Ticket:
