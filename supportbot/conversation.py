@@ -1,14 +1,17 @@
 """One turn, end to end: prepare -> stream -> commit.
 
-* prepare: read the attachments, route the turn, fork a reloaded conversation, record the
-  customer's message and the notices (a reduced log, compacted history);
+* prepare: read the attachments (and any earlier log the message asks about), route the
+  turn on the history as it will be sent (earlier logs as their analysis), fork a reloaded
+  conversation, record the customer's message and the notices (a reduced or cut-off log,
+  compacted history);
 * stream: run the agent and record each event in the session as it arrives;
 * commit: update the model's memory by the one rule in ``supportbot.memory``, then the
   ticket, then persist.
 
 This is the layer the UI calls. It knows nothing of Gradio (the UI passes a plain progress
 callback) and nothing of the SDK beyond the agent and ticket extraction. A failed or stopped
-turn never corrupts the history.
+turn never corrupts the history. Work that grows with the input (reading files, routing,
+tickets, saves) runs in worker threads; images decode on their own few.
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ class TurnRunner:
             notes.append("Log reduced to fit: " + "; ".join(m["header"] for m in log_meta if m["reduced"]))
         history = session.history
         if decision.rule in ("compact", "manual_compact"):
-            history, summary = memory.compact(history, model)
+            history, summary = await asyncio.to_thread(memory.compact, history, model)
             sent = await asyncio.to_thread(memory.sent_history, history)
             notes.append(f"Older turns were compacted into a summary to fit {model.name}:\n{summary}")
         for note in notes:
@@ -312,8 +315,8 @@ class TurnRunner:
         )
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", turn.rounds)) is not None:
             session.history = kept
-        # Awaiting here is allowed while a task is cancelled or a generator closed; were the wait
-        # itself cancelled, the thread still finishes the save (the session stays busy until then).
+        # Awaiting is allowed while a task is cancelled or a generator closed, and the session stays
+        # busy until the save is done; were this wait cancelled too, the thread would still finish it.
         await asyncio.to_thread(self._ticket_and_save, session)
 
     def _ticket_and_save(self, session: Session) -> None:

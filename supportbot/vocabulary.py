@@ -168,6 +168,7 @@ _FENCE_HEADER = re.compile(
 )
 _BACKTICKS = re.compile(r"`+")
 MAX_FENCED_LOGS = 20
+MAX_FENCE_HEADERS = 10 * MAX_FENCED_LOGS
 
 
 def _log_name(filename: str) -> str:
@@ -240,7 +241,9 @@ def _fenced_spans(text: str) -> Iterator[tuple[int, int, str, str]]:
     # A fence that has no closing line after some header has none after any later header
     # either: remember it, or a text of many unclosed headers is searched to its end from each.
     unclosed: set[str] = set()
-    while found < MAX_FENCED_LOGS:
+    for _ in range(MAX_FENCE_HEADERS):  # only a paste made to look like ours has more
+        if found >= MAX_FENCED_LOGS:
+            return
         head = _fence_header(text, pos)
         if head is None:
             return

@@ -43,7 +43,10 @@ _LEVEL_NAMES = {
 _NAMES = "|".join(sorted(_LEVEL_NAMES, key=len, reverse=True))
 _LEVEL_UPPER = re.compile(rf"(?<![\w.-])({_NAMES})(?![\w-])")
 # Lower-case levels only in a level position ("[error]", "[core:warn]", "level=info", "error:").
-_LEVEL_LOWER = re.compile(rf"(?i)(?:\b(?:level|lvl|severity)=\"?|[\[:<])({_NAMES})(?=[\]>\s\"]|$)|\b({_NAMES})(?=:\s)")
+# Matched against the lower-cased line: (?i) would make the engine try every case at every position.
+_LEVEL_LOWER = re.compile(
+    rf"(?:\b(?:level|lvl|severity)=\"?|[\[:<])({_NAMES.lower()})(?=[\]>\s\"]|$)|\b({_NAMES.lower()})(?=:\s)"
+)
 _HTTP_STATUS = re.compile(r'"[A-Z]+ \S+ HTTP/[\d.]+" (\d{3}) ')
 _JSON_LEVEL = re.compile(r'"(?:level|severity|lvl|levelname|log\.level)"\s*:\s*"?(\w+)"?')
 _JSON_TS = re.compile(r'"(?:@timestamp|timestamp|time|ts)"\s*:\s*"?([^",}]{1,64})"?')
@@ -77,7 +80,7 @@ def level_of(line: str) -> str | None:
     m = _LEVEL_UPPER.search(line)
     if m:
         return _LEVEL_NAMES[m.group(1)]
-    m = _LEVEL_LOWER.search(line)
+    m = _LEVEL_LOWER.search(line.lower())
     if m:
         return _LEVEL_NAMES[(m.group(1) or m.group(2)).upper()]
     return None
