@@ -299,8 +299,16 @@ def _retries(discarded: int, model_id: str, turn: int) -> list[UsageRecord]:
 
 def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
     """Turn an SDK error into an ApiError whose message says what to do."""
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
+    error = _describe(exc, model, base_url, settings, _server_message(exc, secret))
+    # Every part is already masked; the whole message once more, in case the key hides elsewhere
+    # (a base URL, a connection error's cause).
+    return ApiError(error.kind, redact(str(error), secret), error.status)
+
+
+def _describe(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings, detail: str) -> ApiError:
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
     status = getattr(exc, "status_code", None)
-    detail = redact(_server_message(exc), settings.api_key.get_secret_value() if settings.api_key else None)
     n = settings.max_retries + 1
     attempts = f"{n} attempt{'s' if n != 1 else ''}"
     if isinstance(exc, openai.APITimeoutError):
@@ -312,7 +320,8 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
     if isinstance(exc, openai.APIConnectionError):
         return ApiError(
             "connection",
-            f"Could not reach {base_url} ({attempts}): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.",
+            f"Could not reach {base_url} ({attempts}): {redact(str(exc.__cause__ or exc), secret)}. Check "
+            "OXLO_BASE_URL and your network.",
         )
     if isinstance(exc, openai.AuthenticationError):
         return ApiError(
@@ -363,16 +372,17 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
         )
     return ApiError(
         "server" if status is None else "bad_request",
-        f"The model service failed ({status or type(exc).__name__}): {detail or exc}",
+        f"The model service failed ({status or type(exc).__name__}): {detail or redact(str(exc), secret)[:300]}",
         status,
     )
 
 
-def _server_message(exc: openai.APIError) -> str:
+def _server_message(exc: openai.APIError, secret: str | None) -> str:
+    """The server's own message, masked, then cut to 300 characters (masked first: a cut can split the key)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         err = body.get("error")
         msg = err.get("message") if isinstance(err, dict) else body.get("message")
         if msg:
-            return f"Server said: {str(msg)[:300]}"
+            return f"Server said: {redact(str(msg), secret)[:300]}"
     return ""

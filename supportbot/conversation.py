@@ -1,14 +1,17 @@
 """One turn, end to end: prepare -> stream -> commit.
 
-* prepare: read the attachments, route the turn, fork a reloaded conversation, record the
-  customer's message and the notices (a reduced log, compacted history);
+* prepare: read the attachments (and any earlier log the message asks about), route the
+  turn on the history as it will be sent (earlier logs as their analysis), fork a reloaded
+  conversation, record the customer's message and the notices (a reduced or cut-off log,
+  compacted history);
 * stream: run the agent and record each event in the session as it arrives;
 * commit: update the model's memory by the one rule in ``supportbot.memory``, then the
   ticket, then persist.
 
 This is the layer the UI calls. It knows nothing of Gradio (the UI passes a plain progress
 callback) and nothing of the SDK beyond the agent and ticket extraction. A failed or stopped
-turn never corrupts the history.
+turn never corrupts the history. Work that grows with the input (reading files, routing,
+tickets, saves) runs in worker threads; images decode on their own few.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supportbot import housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
-from supportbot.attachments.images import PreparedImage, prepare_image
-from supportbot.attachments.intake import Attachments, sort_files
-from supportbot.attachments.logs import LogFile
-from supportbot.attachments.reduce import reduce_log
+from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
+from supportbot.attachments.intake import Attachments, log_limits, sort_files
+from supportbot.attachments.logs import LogFile, open_log
+from supportbot.attachments.message import fence_logs, image_meta, user_message
 from supportbot.errors import SupportbotError
 from supportbot.events import (
     Done,
@@ -50,7 +54,7 @@ from supportbot.storage.sandbox import Sandbox
 from supportbot.ticket.extraction import extract_ticket
 from supportbot.ticket.record import Ticket, build_inline
 from supportbot.tools import REGISTRY, ToolContext
-from supportbot.vocabulary import fence_log
+from supportbot.vocabulary import cut_off_note
 
 Progress = Callable[[float, str], None]
 
@@ -63,6 +67,7 @@ class _Turn:
     decision: RouteDecision
     model: ModelInfo
     history: list[dict[str, Any]]  # the memory the turn starts from (maybe compacted)
+    sent: list[dict[str, Any]]  # that memory as the request carries it (earlier logs as their analysis)
     user_msg: dict[str, Any]
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
@@ -79,6 +84,7 @@ class TurnRunner:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._last_purge = float("-inf")
+        self._decoder = ThreadPoolExecutor(DECODES_AT_ONCE, thread_name_prefix="supportbot-decode")
         # The system prompt and tool schemas never change: estimate them once, not every turn.
         self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
@@ -93,13 +99,17 @@ class TurnRunner:
         """A stored conversation, shown as stored; its next turn continues under a new id."""
         return self.s.history.load(conversation_id)
 
-    def facts(self, session: Session, text: str, found: Attachments) -> TurnFacts:
-        """What the router needs for this turn."""
+    def facts(
+        self, session: Session, text: str, found: Attachments, sent: list[dict[str, Any]] | None = None
+    ) -> TurnFacts:
+        """What the router needs for this turn; ``sent`` is the history as the request carries it
+        (``memory.sent_history``, the default)."""
+        sent = memory.sent_history(session.history) if sent is None else sent
         return TurnFacts(
             text=text,
             images=len(found.images),
             log_tokens=sum(log.est_tokens for log in found.logs),
-            history_tokens=tokens.estimate_messages(session.history),
+            history_tokens=tokens.estimate_messages(sent),
             overhead_tokens=self._overhead_tokens,
             output_tokens=self.s.settings.max_output_tokens,
             history=[
@@ -107,9 +117,16 @@ class TurnRunner:
             ],
         )
 
-    def decide(self, session: Session, text: str, found: Attachments, selected: str | None) -> RouteDecision:
-        """Route a turn (pure, cheap: used by the UI's context meter too)."""
-        return route(self.facts(session, text, found), self.s.catalog, self.s.policy, selected)
+    def decide(
+        self,
+        session: Session,
+        text: str,
+        found: Attachments,
+        selected: str | None,
+        sent: list[dict[str, Any]] | None = None,
+    ) -> RouteDecision:
+        """Route a turn (pure: no request is made)."""
+        return route(self.facts(session, text, found, sent), self.s.catalog, self.s.policy, selected)
 
     async def run(
         self,
@@ -153,7 +170,7 @@ class TurnRunner:
                 async for event in self._stream(session, turn):
                     yield event
             except (asyncio.CancelledError, GeneratorExit):
-                self._commit_stopped(session, turn)
+                await self._commit_stopped(session, turn)
                 raise
             async for event in self._commit(session, turn, mode):
                 yield event
@@ -167,13 +184,25 @@ class TurnRunner:
     ) -> _Turn:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
-        decision = self.decide(session, text, found, selected)
+        # A log is sent once: earlier logs travel as their analysis, unless this message asks about
+        # one (then it goes along again, as an attachment) or attaches it again.
+        resent = await asyncio.to_thread(self._logs_asked_about, session, text, found)
+        found.logs += resent
+        sent = await asyncio.to_thread(memory.sent_history, session.history)
+        # Estimating the history and reading the text for keywords grow with the input: off the loop.
+        decision = await asyncio.to_thread(self.decide, session, text, found, selected, sent)
         if (cap := self.s.settings.max_input_tokens_per_turn) and decision.est_tokens > cap:
-            decision = cap_turn(decision, self.facts(session, text, found), cap, self.s.policy.safety_margin)
+            facts = await asyncio.to_thread(self.facts, session, text, found, sent)
+            decision = cap_turn(decision, facts, cap, self.s.policy.safety_margin)
         model = self.s.catalog.get(decision.model)
-        images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
+        loop = asyncio.get_running_loop()
+        # Decoded on their own few threads (as many as cores): a burst of large images waits its
+        # turn there instead of filling the shared pool every save and ticket of every visitor uses.
+        images = [await loop.run_in_executor(self._decoder, self._image, path, model) for path in found.images]
         progress(0.3, "Preparing logs")
-        log_blocks, log_meta = await asyncio.to_thread(self._logs, found.logs, decision.reduce_logs_to)
+        log_blocks, log_meta = await asyncio.to_thread(fence_logs, found.logs, decision.reduce_logs_to)
+        for info in log_meta[len(log_meta) - len(resent) :]:
+            info["resent"] = True
         # Nothing above changed the session: bad input leaves it as it was.
         fork_of = None
         if session.loaded:
@@ -189,59 +218,46 @@ class TurnRunner:
         sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
         session.turn += 1
         number = session.turn
-        attachments = [_image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
+        attachments = [image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": number})
-        notes = []
+        notes = [cut_off_note(m["filename"], m["lines"]) for m in log_meta if m.get("cut_off")]
+        notes += [
+            f'The log "{log.filename}" from earlier is sent again with this message: you asked about it.'
+            for log in resent
+        ]
         if any(m["reduced"] for m in log_meta):
             notes.append("Log reduced to fit: " + "; ".join(m["header"] for m in log_meta if m["reduced"]))
         history = session.history
         if decision.rule in ("compact", "manual_compact"):
-            history, summary = memory.compact(history, model)
+            history, summary = await asyncio.to_thread(memory.compact, history, model)
+            sent = await asyncio.to_thread(memory.sent_history, history)
             notes.append(f"Older turns were compacted into a summary to fit {model.name}:\n{summary}")
         for note in notes:
             session.messages.append({"role": "notice", "content": note, "turn": number})
         session.routes.append({"turn": number, **decision.to_json()})
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
-        user_msg = _user_message(text, log_blocks, images)
-        return _Turn(number, decision, model, history, user_msg, images, notes, sandbox=sandbox)
+        user_msg = user_message(text, log_blocks, images)
+        return _Turn(number, decision, model, history, sent, user_msg, images, notes, sandbox=sandbox)
+
+    def _logs_asked_about(self, session: Session, text: str, found: Attachments) -> list[LogFile]:
+        """Earlier logs this message asks about (and does not attach again), opened from memory."""
+        attached = {log.filename for log in found.logs}
+        asked = memory.logs_asked_about(session.history, text)
+        limits = log_limits(self.s.settings)
+        return [open_log(body, name, limits) for name, body in asked.items() if name not in attached]
 
     def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
         return prepare_image(
             path, path.name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792
         )
 
-    @staticmethod
-    def _logs(logs: list[LogFile], budget: int | None) -> tuple[list[str], list[dict[str, Any]]]:
-        blocks, meta = [], []
-        total = sum(log.est_tokens for log in logs) or 1
-        for log in logs:
-            info = {
-                "kind": "log",
-                "filename": log.filename,
-                "bytes": log.size_bytes,
-                "lines": log.line_count,
-                "est_tokens": log.est_tokens,
-                "reduced": False,
-                "header": "",
-            }
-            if budget is not None and total > budget:
-                reduced = reduce_log(log, max(500, budget * log.est_tokens // total))
-                blocks.append(fence_log(reduced.text, log.filename))
-                # The reduced text itself is kept once, in the model history (and so in the stored snapshot).
-                info.update(reduced=True, header=reduced.header, sent_tokens=reduced.est_tokens)
-            else:
-                blocks.append(fence_log(log.read_text(), log.filename))
-                info["sent_tokens"] = log.est_tokens
-            meta.append(info)
-        return blocks, meta
-
     # --- stream -----------------------------------------------------------------------------
 
     async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
         sandbox = turn.sandbox or self.s.store.sandbox(session.conversation_id)
         ctx = ToolContext(sandbox, session.conversation_id, memory.transcript(session), session.ticket_fields)
-        messages = [*turn.history, turn.user_msg]
+        messages = [*turn.sent, turn.user_msg]
         async for event in self.s.agent.run_turn(messages, turn.model, ctx, turn=turn.number, budget=turn.budget):
             if isinstance(event, ToolCallFinished):
                 session.tool_calls.append({"turn": turn.number, **event.to_json()})
@@ -287,7 +303,7 @@ class TurnRunner:
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
 
-    def _commit_stopped(self, session: Session, turn: _Turn) -> None:
+    async def _commit_stopped(self, session: Session, turn: _Turn) -> None:
         """Stopped by the user: show what arrived; the model keeps the tool rounds that completed
         (their refunds and escalations happened) and forgets the unfinished answer."""
         session.messages.append(
@@ -295,8 +311,13 @@ class TurnRunner:
         )
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", turn.rounds)) is not None:
             session.history = kept
+        # Awaiting is allowed while a task is cancelled or a generator closed, and the session stays
+        # busy until the save is done; were this wait cancelled too, the thread would still finish it.
+        await asyncio.to_thread(self._ticket_and_save, session)
+
+    def _ticket_and_save(self, session: Session) -> None:
         self._set_ticket(session, self._inline_ticket(session))
-        self.s.history.save(session)  # no await: the task is being cancelled
+        self.s.history.save(session)
 
     async def _ticket(
         self, session: Session, model: ModelInfo, mode: str, turn: int, budget: Budget = NO_LIMIT
@@ -324,7 +345,7 @@ class TurnRunner:
         else:
             session.ticket_error = None
             ticket = await asyncio.to_thread(self._inline_ticket, session)
-        self._set_ticket(session, ticket)
+        await asyncio.to_thread(self._set_ticket, session, ticket)  # a database write
         yield TicketUpdated(session.ticket)
 
     @staticmethod
@@ -342,25 +363,3 @@ class TurnRunner:
     def _set_ticket(self, session: Session, ticket: Ticket) -> None:
         session.ticket = ticket.model_dump(mode="json")
         self.s.history.record_ticket(session.conversation_id, session.ticket)
-
-
-def _image_meta(im: PreparedImage, path: Path) -> dict[str, Any]:
-    return {
-        "kind": "image",
-        "filename": im.filename,
-        "format": im.source_format,
-        "width": im.source_width,
-        "height": im.source_height,
-        "sent_width": im.width,
-        "sent_height": im.height,
-        "payload_bytes": im.payload_bytes,
-        # Not "path": Gradio treats any output dict with a "path" key as a file to serve.
-        "local_file": str(path),
-    }
-
-
-def _user_message(text: str, log_blocks: list[str], images: list[PreparedImage]) -> dict[str, Any]:
-    body = "\n\n".join([t for t in [text, *log_blocks] if t]) or "(see attachment)"
-    if not images:
-        return {"role": "user", "content": body}
-    return {"role": "user", "content": [{"type": "text", "text": body}, *(im.content_part() for im in images)]}
