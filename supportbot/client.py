@@ -44,7 +44,8 @@ class ClientFactory:
         if engine is None and not settings.live and transport is None:
             from supportbot.engine import OfflineEngine
 
-            engine = OfflineEngine(context_windows=context_windows)
+            # Serving visitors: keep no request bodies (a test that inspects them passes its own engine).
+            engine = OfflineEngine(context_windows=context_windows, keep_requests=False)
         self.engine = engine
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
