@@ -11,6 +11,7 @@ import pytest
 from gradio_client import Client
 
 from supportbot.errors import SupportbotError
+from supportbot.storage.migrations import SCHEMA_VERSION
 from supportbot.storage.sandbox import LEGACY
 from supportbot.storage.store import Store
 from supportbot.ui.handlers import EXAMPLES
@@ -133,7 +134,7 @@ def test_a_version_1_database_is_migrated_and_its_shared_refund_undone(tmp_path:
         assert legacy.get_order("48258")["status"] == "refunded"
         assert [r["outcome"] for r in legacy.refunds_for_order("48258")] == ["approved"]
         assert [e["ticket_id"] for e in legacy.list_escalations()] == ["ESC-000001"]
-        assert store.execute("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == "2"
+        assert store.execute("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == str(SCHEMA_VERSION)
     with Store(path, today=today) as again:  # migrating twice changes nothing
         assert len(again.sandbox(LEGACY).refunds_for_order("48258")) == 1
 
