@@ -22,7 +22,7 @@ from tests import pgserver
 
 # A fixed day so dates derived from the demo offsets are reproducible.
 DEMO_TODAY = date(2025, 3, 14)
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("sqlite", pytest.param("postgresql", marks=pytest.mark.postgres))
 
 
 @pytest.fixture
