@@ -7,8 +7,11 @@ read inside a transaction sees (and is serialised with) that transaction's write
 PostgreSQL's default, READ COMMITTED; writers that must not interleave say so explicitly: a
 conditional ``UPDATE`` (spending counters), a row lock (a sandbox's row), or ``lock(name)``, a
 transaction-scoped advisory lock (schema creation, seeding, ticket versions). The knowledge base
-is a ``tsvector`` per article (title weight A, category B, body C) under a GIN index, ranked by
-``ts_rank`` with the bm25 weights SQLite uses (title 4 : category 2 : body 1).
+is a ``tsvector`` per article (title weight A, category B, body C) under a GIN index, matched with
+``to_tsquery`` and marked with ``ts_headline``, and ranked by bm25 computed over those vectors
+exactly as SQLite's FTS5 computes it (title 4 : category 2 : body 1), so both backends put the same
+article first. ``ts_rank`` has no inverse document frequency: the best of 28 weightings and
+normalisations still put another article first for 4 of 38 realistic questions.
 """
 
 from __future__ import annotations
@@ -27,19 +30,45 @@ POOL_SIZE = 10  # per process: Gradio's worker threads wait here rather than ope
 POOL_WAIT_S = 30.0
 CONNECT_TIMEOUT_S = 10
 _TEXT_CONFIG = "english"
-# Per article: title (A), category (B) and body (C), stemmed as English.
+# Per article: title (A), category (B) and body (C), stemmed as English; and its length in words,
+# counted as SQLite's unicode61 tokenizer counts them (stopwords included), for bm25's length norm.
 _DOCUMENT = (
     f"setweight(to_tsvector('{_TEXT_CONFIG}', title), 'A') || "
     f"setweight(to_tsvector('{_TEXT_CONFIG}', category), 'B') || "
     f"setweight(to_tsvector('{_TEXT_CONFIG}', body), 'C')"
 )
-# ts_rank's weights are {D, C, B, A}; 1 divides by 1 + log(length), as bm25 discounts long bodies.
-_RANK = "ts_rank('{0, 0.25, 0.5, 1.0}', f.document, q, 1)"
-_HEADLINE = "StartSel=**, StopSel=**, MaxWords=24, MinWords=12, ShortWord=2, MaxFragments=1, FragmentDelimiter=…"
+_LENGTH = "(SELECT count(*) FROM regexp_matches(title || ' ' || category || ' ' || body, '[[:alnum:]]+', 'g'))"
 _KB_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS kb_fts (id TEXT PRIMARY KEY REFERENCES kb_articles(id), document tsvector NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS kb_fts (id TEXT PRIMARY KEY REFERENCES kb_articles(id), "
+    "document tsvector NOT NULL, length INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS kb_fts_document ON kb_fts USING GIN (document)",
 )
+# bm25 as SQLite's FTS5 computes it (fts5_aux.c), so both backends rank alike: per query term, the
+# frequency weighted by column (title 4, category 2, body 1), idf = ln((N - n + 0.5) / (n + 0.5))
+# floored at 1e-6, k1 = 1.2, b = 0.75, the row's length against the average (tests/test_kb_parity.py).
+_BM25 = f"""
+WITH terms AS (
+    SELECT w.n AS term, t.lexeme FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS w(word, n),
+    unnest(to_tsvector('{_TEXT_CONFIG}', w.word)) AS t
+), corpus AS (
+    SELECT count(*) AS rows, avg(length) AS avgdl FROM kb_fts
+), hits AS (
+    SELECT f.id, terms.term, f.length,
+        (SELECT sum(CASE x WHEN 'A' THEN 4 WHEN 'B' THEN 2 ELSE 1 END) FROM unnest(d.weights) AS x) AS freq
+    FROM kb_fts f CROSS JOIN LATERAL unnest(f.document) AS d JOIN terms ON terms.lexeme = d.lexeme
+    WHERE f.document @@ to_tsquery('{_TEXT_CONFIG}', ?)
+), idf AS (
+    SELECT term, greatest(ln((c.rows - count(DISTINCT h.id) + 0.5) / (count(DISTINCT h.id) + 0.5)), 1e-6) AS idf
+    FROM hits h CROSS JOIN corpus c GROUP BY term, c.rows
+), scores AS (
+    SELECT h.id, sum(i.idf * h.freq * 2.2 / (h.freq + 1.2 * (0.25 + 0.75 * h.length / c.avgdl))) AS score
+    FROM hits h JOIN idf i USING (term) CROSS JOIN corpus c GROUP BY h.id
+)
+SELECT a.id, a.title, a.category, s.score,
+    ts_headline('{_TEXT_CONFIG}', a.body, to_tsquery('{_TEXT_CONFIG}', ?), '{{headline}}') AS snippet
+FROM scores s JOIN kb_articles a ON a.id = s.id ORDER BY s.score DESC, a.id LIMIT ?
+"""
+_HEADLINE = "StartSel=**, StopSel=**, MaxWords=24, MinWords=12, ShortWord=2, MaxFragments=1, FragmentDelimiter=…"
 
 
 def tsquery(terms: Sequence[str]) -> str:
@@ -142,20 +171,15 @@ class PostgresDatabase(Database):
         return _KB_SCHEMA
 
     def index_kb(self, conn: Connection) -> None:
-        """Compute each article's document vector."""
-        conn.execute(f"INSERT INTO kb_fts (id, document) SELECT id, {_DOCUMENT} FROM kb_articles")
+        """Compute each article's document vector and length."""
+        conn.execute(f"INSERT INTO kb_fts (id, document, length) SELECT id, {_DOCUMENT}, {_LENGTH} FROM kb_articles")
 
     def search_kb(self, terms: Sequence[str], limit: int) -> list[dict[str, Any]]:
-        """``ts_rank`` with the title > category > body weights; ``ts_headline`` marks the matches in the body."""
+        """bm25 over the weighted vectors (as FTS5 ranks); ``ts_headline`` marks the matches in the body."""
         query = tsquery(terms)
         if not query:
             return []
-        rows = self.execute(
-            f"SELECT a.id, a.title, a.category, ts_headline('{_TEXT_CONFIG}', a.body, q, '{_HEADLINE}') AS snippet, "
-            f"{_RANK} AS rank FROM kb_fts f JOIN kb_articles a ON a.id = f.id, "
-            f"to_tsquery('{_TEXT_CONFIG}', ?) AS q WHERE f.document @@ q ORDER BY rank DESC, a.id LIMIT ?",
-            (query, limit),
-        )
+        rows = self.execute(_BM25.replace("{headline}", _HEADLINE), (list(terms), query, query, limit))
         for row in rows:
-            row["score"] = round(float(row.pop("rank")), 3)
+            row["score"] = round(float(row["score"]), 3)
         return rows

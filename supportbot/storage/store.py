@@ -245,8 +245,7 @@ class Store:
     # --- knowledge base ------------------------------------------------------------------------
 
     def search_kb(self, query: str, top_k: int = 3) -> list[dict[str, Any]]:
-        """Best-matching articles, title > category > body: ``{id, title, category, snippet, score}``, best first.
-
-        Scores compare within one backend only (bm25 under SQLite, ts_rank under PostgreSQL)."""
+        """Best-matching articles by bm25, title > category > body: ``{id, title, category, snippet, score}``,
+        higher score first (the backends stem English a little differently; the ranking is the same)."""
         terms = query_terms(query)
         return self.db.search_kb(terms, max(1, min(top_k, 50))) if terms else []
