@@ -1,0 +1,174 @@
+"""The storage interface: choosing a backend, its URL kept secret, the lazy driver, and several processes on
+one database at once (start-up, seeding, the salt, counters), on both backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from supportbot.config import Settings
+from supportbot.errors import ConfigError
+from supportbot.storage.db import format_placeholders, redact_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the setting -----------------------------------------------------------------------------------------
+
+
+def test_the_database_url_is_a_secret_setting() -> None:
+    url = "postgresql://bot:s3cret-pw@db.internal:5432/supportbot"
+    settings = Settings.load(environ={"SUPPORTBOT_DATABASE_URL": url}, dotenv_path=None)
+    settings.check()
+    assert settings.database_url is not None and settings.database_url.get_secret_value() == url
+    assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings.model_dump())
+    assert Settings.load(environ={}, dotenv_path=None).database_url is None  # unset: SQLite in the data dir
+
+
+@pytest.mark.parametrize("url", ["sqlite:///tmp/x.db", "mysql://bot:s3cret-pw@h/db", "s3cret-pw", "postgresql:/h"])
+def test_a_database_url_that_is_not_postgresql_is_refused_without_echoing_it(url: str) -> None:
+    settings = Settings.load(environ={"SUPPORTBOT_DATABASE_URL": url}, dotenv_path=None)
+    with pytest.raises(ConfigError) as info:
+        settings.check()
+    assert info.value.variable == "SUPPORTBOT_DATABASE_URL" and "postgresql://" in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+
+
+def test_redacting_a_url_hides_its_password_wherever_it_is() -> None:
+    assert redact_url("postgresql://bot:pw@h:5432/db") == "postgresql://bot:***@h:5432/db"
+    assert redact_url("postgresql://bot:p%40ss@h/db?sslmode=require") == "postgresql://bot:***@h/db?sslmode=require"
+    assert redact_url("postgresql://h/db?user=bot&password=pw") == "postgresql://h/db?user=bot&password=***"
+    assert redact_url("postgresql://bot@h/db") == "postgresql://bot@h/db"  # nothing to hide
+
+
+def test_placeholders_are_rewritten_outside_quotes_only() -> None:
+    sql = "SELECT '?', x FROM t WHERE a = ? AND b LIKE '%?' AND c = 'it''s ?'"
+    assert format_placeholders(sql) == "SELECT '?', x FROM t WHERE a = %s AND b LIKE '%%?' AND c = 'it''s ?'"
+
+
+# --- the driver ----------------------------------------------------------------------------------------
+
+
+def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+    )
+
+
+def test_psycopg_is_loaded_only_when_postgresql_is_configured(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from supportbot.config import Settings\n"
+        "from supportbot.services import Services\n"
+        "s = Settings.load({'data_dir': sys.argv[1], 'engine': 'offline'}, environ={}, dotenv_path=None)\n"
+        "Services.create(s).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))\n"
+    )
+    out = python(code, str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert (tmp_path / "supportbot.sqlite3").is_file()
+
+
+def test_a_missing_driver_says_how_to_install_it() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if not installed\n"
+        "from supportbot.storage.db import open_database\n"
+        "from pathlib import Path\n"
+        "try:\n"
+        "    open_database('postgresql://bot:s3cret-pw@127.0.0.1:1/db', Path('.'))\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    out = python(code)
+    assert 'SUPPORTBOT_DATABASE_URL: names PostgreSQL, whose driver is not installed: pip install -e ".[postgres]"' in (
+        out.stdout
+    ), out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr
+
+
+@pytest.mark.postgres
+def test_an_unreachable_server_is_named_without_its_password(pg_server) -> None:
+    from supportbot.storage.postgres import PostgresDatabase
+
+    with pytest.raises(ConfigError) as info:
+        PostgresDatabase("postgresql://bot:s3cret-pw@127.0.0.1:1/supportbot")
+    message = str(info.value)
+    assert message.startswith("SUPPORTBOT_DATABASE_URL: cannot connect to postgresql://bot:***@127.0.0.1:1/supportbot")
+    assert "s3cret-pw" not in message
+
+
+# --- several processes on one database -------------------------------------------------------------------
+
+# Each child opens the database at the same moment (argv: url or '', data dir, start time, what to do).
+CHILD = """
+import json, sys, threading, time
+from pathlib import Path
+from supportbot.storage.counters import SpendCounters
+from supportbot.storage.db import open_database
+from supportbot.storage.store import Store
+
+url, data_dir, start, task = sys.argv[1] or None, Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+time.sleep(max(0.0, start - time.time()))
+db = open_database(url, data_dir)
+counters = SpendCounters(Store(db))
+granted = []
+if task == "take":
+    def work():
+        for _ in range(10):
+            granted.append(counters.take([("visitor:shared", 25), ("app", 1000)]) is None)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+print(json.dumps({"scope": counters.visitor_scope("ip:203.0.113.7"), "granted": granted.count(True)}))
+db.close()
+"""
+
+
+def at_once(backend, location: Path, task: str, n: int) -> list[dict]:
+    """Run ``n`` children that open ``location``'s database together; their JSON answers."""
+    start = time.time() + 2.5  # after every child has imported what it needs (~0.7 s)
+    args = [backend.url(location) or "", str(location), str(start), task]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+    answers = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        answers.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return answers
+
+
+def test_processes_starting_at_once_create_and_seed_the_database_once(backend, tmp_path: Path) -> None:
+    answers = at_once(backend, tmp_path, "open", 4)
+    # One salt for all (stored in the database by whichever came first): they hash visitors alike.
+    assert len({a["scope"] for a in answers}) == 1
+    db = backend.database(tmp_path)
+    assert db.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
+    assert (
+        db.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"]
+        == db.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
+    )
+    assert [r["key"] for r in db.execute("SELECT key FROM meta ORDER BY key")] == [
+        "schema_version",
+        "seeded_on",
+        "visitor_salt",
+    ]
+
+
+def test_counters_shared_by_processes_never_exceed_their_limit(backend, tmp_path: Path) -> None:
+    answers = at_once(backend, tmp_path, "take", 3)  # 3 processes x 4 threads x 10 takes, 25 allowed
+    assert sum(a["granted"] for a in answers) == 25
+    db = backend.database(tmp_path)
+    used = {r["scope"]: r["used"] for r in db.execute("SELECT scope, used FROM spend_counters")}
+    assert used == {"visitor:shared": 25, "app": 25}  # the app's +1 was rolled back with each refusal
