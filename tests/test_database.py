@@ -3,6 +3,7 @@ one database at once (start-up, seeding, the salt, counters), on both backends."
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 
 from supportbot.config import Settings
 from supportbot.errors import ConfigError
-from supportbot.storage.db import format_placeholders, redact_url
+from supportbot.storage.db import redact_url
+from supportbot.storage.postgres import format_placeholders
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +51,62 @@ def test_redacting_a_url_hides_its_password_wherever_it_is() -> None:
 def test_placeholders_are_rewritten_outside_quotes_only() -> None:
     sql = "SELECT '?', x FROM t WHERE a = ? AND b LIKE '%?' AND c = 'it''s ?'"
     assert format_placeholders(sql) == "SELECT '?', x FROM t WHERE a = %s AND b LIKE '%%?' AND c = 'it''s ?'"
+
+
+# Words of one dialect: each may appear in SQL (a string that is not a docstring) only in its backend's module.
+SQLITE_ONLY = (
+    "PRAGMA",
+    "COLLATE NOCASE",
+    "rowid",
+    "fts5",
+    "MATCH",
+    "bm25(",
+    "AUTOINCREMENT",
+    "BEGIN IMMEDIATE",
+    "INSERT OR",
+)
+POSTGRES_ONLY = ("%s", "FOR UPDATE", "tsvector", "tsquery", "pg_", "RETURNING", "::", "ILIKE")
+
+
+def sql_strings(path: Path) -> list[str]:
+    """Every string constant in a module but its docstrings: where its SQL is."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+@pytest.mark.parametrize("module", ["store", "sandbox", "counters", "history", "migrations", "db"])
+def test_sql_outside_the_backends_is_the_shared_subset(module: str) -> None:
+    strings = sql_strings(ROOT / "supportbot" / "storage" / f"{module}.py")
+    found = sorted({word for text in strings for word in (*SQLITE_ONLY, *POSTGRES_ONLY) if word in text})
+    assert found == [], f"storage/{module}.py uses {found}: put it behind a hook of storage.db.Database"
+
+
+def test_the_dialect_check_sees_each_backends_own_sql() -> None:
+    assert {w for t in sql_strings(ROOT / "supportbot/storage/sqlite.py") for w in SQLITE_ONLY if w in t} >= {
+        "PRAGMA",
+        "fts5",
+        "MATCH",
+        "bm25(",
+        "BEGIN IMMEDIATE",
+        "rowid",
+    }
+    assert {w for t in sql_strings(ROOT / "supportbot/storage/postgres.py") for w in POSTGRES_ONLY if w in t} >= {
+        "%s",
+        "tsvector",
+        "pg_",
+    }
 
 
 # --- the driver ----------------------------------------------------------------------------------------

@@ -169,19 +169,3 @@ def sqlite_at(path: Path | str) -> Database:
     from supportbot.storage.sqlite import SqliteDatabase
 
     return SqliteDatabase(Path(path))
-
-
-# --- placeholders --------------------------------------------------------------------------------------
-
-# A quoted literal or identifier, or one character that needs rewriting.
-_SQL_PARTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[?%]")
-
-
-def format_placeholders(sql: str) -> str:
-    """``?`` -> ``%s`` outside quotes and ``%`` -> ``%%`` everywhere: the same SQL for a ``format``-style driver."""
-
-    def swap(match: re.Match[str]) -> str:
-        part = match.group(0)
-        return "%s" if part == "?" else part.replace("%", "%%")
-
-    return _SQL_PARTS.sub(swap, sql)

@@ -17,6 +17,7 @@ normalisations still put another article first for 4 of 38 realistic questions.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import Any
 
 from supportbot.config import redact
 from supportbot.errors import ConfigError
-from supportbot.storage.db import URL_VARIABLE, Connection, Database, format_placeholders, redact_url
+from supportbot.storage.db import URL_VARIABLE, Connection, Database, redact_url
 
 POOL_SIZE = 10  # per process: Gradio's worker threads wait here rather than open a connection each
 POOL_WAIT_S = 30.0
@@ -69,6 +70,20 @@ SELECT a.id, a.title, a.category, s.score,
 FROM scores s JOIN kb_articles a ON a.id = s.id ORDER BY s.score DESC, a.id LIMIT ?
 """
 _HEADLINE = "StartSel=**, StopSel=**, MaxWords=24, MinWords=12, ShortWord=2, MaxFragments=1, FragmentDelimiter=…"
+
+
+# A quoted literal or identifier, or one character that needs rewriting.
+_SQL_PARTS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[?%]")
+
+
+def format_placeholders(sql: str) -> str:
+    """``?`` -> ``%s`` outside quotes and ``%`` -> ``%%`` everywhere: the same SQL for a ``format``-style driver."""
+
+    def swap(match: re.Match[str]) -> str:
+        part = match.group(0)
+        return "%s" if part == "?" else part.replace("%", "%%")
+
+    return _SQL_PARTS.sub(swap, sql)
 
 
 def tsquery(terms: Sequence[str]) -> str:
