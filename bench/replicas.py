@@ -8,7 +8,10 @@ session (a new gradio_client Client), and the proxy sends each new Gradio sessio
 the *other* replica than its last, so every turn after the first runs on the replica that did
 not serve the one before. It continues the same stored conversation there with ``/load`` (as a
 ``?c=`` link does), then ``/chat``. Within one Gradio session the proxy keeps every request on one
-replica (Gradio's queue needs that: ``queue/join`` and its ``queue/data`` SSE stream).
+replica (Gradio's queue needs that: ``queue/join`` and its ``queue/data`` SSE stream); requests with
+no session (the page's config and API info) go round robin. Uploads carry no session either, so
+this proxy would split them from their turn: the bench sends text only (a real load balancer
+keeps a browser on one replica by cookie).
 
 Both daily bounds are set so the run hits them (each visitor's last turn, and the app's total).
 Printed, per setup: turns answered, stopped by a limit mid-turn, refused by a limit before

@@ -230,3 +230,78 @@ def test_counters_shared_by_processes_never_exceed_their_limit(backend, tmp_path
     db = backend.database(tmp_path)
     used = {r["scope"]: r["used"] for r in db.execute("SELECT scope, used FROM spend_counters")}
     assert used == {"visitor:shared": 25, "app": 25}  # the app's +1 was rolled back with each refusal
+
+
+# --- a database the previous version left ----------------------------------------------------------------
+
+# Version 2 as the code before the storage interface created it (SQLite only), with a little of everything.
+V2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    tier TEXT NOT NULL, language TEXT NOT NULL, created_on TEXT NOT NULL);
+CREATE TABLE orders (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id), status TEXT NOT NULL,
+    status_detail TEXT, ordered_on TEXT NOT NULL, shipped_on TEXT, eta TEXT, delivered_on TEXT, cancelled_on TEXT,
+    refunded_on TEXT, carrier TEXT, tracking_number TEXT, items TEXT NOT NULL, total REAL NOT NULL, currency TEXT NOT NULL);
+CREATE TABLE kb_articles (id TEXT PRIMARY KEY, title TEXT NOT NULL, category TEXT NOT NULL, body TEXT NOT NULL);
+CREATE VIRTUAL TABLE kb_fts USING fts5(id UNINDEXED, title, category, body, tokenize = 'porter unicode61 remove_diacritics 2');
+CREATE TABLE sandboxes (id TEXT PRIMARY KEY, created_at REAL NOT NULL, touched_at REAL NOT NULL, forked_from TEXT);
+CREATE TABLE order_changes (sandbox TEXT NOT NULL, order_id TEXT NOT NULL REFERENCES orders(id), status TEXT NOT NULL,
+    refunded_on TEXT, PRIMARY KEY (sandbox, order_id));
+CREATE TABLE refunds (sandbox TEXT NOT NULL, refund_id INTEGER NOT NULL, order_id TEXT NOT NULL REFERENCES orders(id),
+    reason TEXT NOT NULL, outcome TEXT NOT NULL, amount REAL NOT NULL, currency TEXT NOT NULL, explanation TEXT NOT NULL,
+    created_at TEXT NOT NULL, PRIMARY KEY (sandbox, refund_id));
+CREATE TABLE escalations (sandbox TEXT NOT NULL, ticket_id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL,
+    priority TEXT NOT NULL, summary TEXT NOT NULL, conversation_id TEXT, status TEXT NOT NULL DEFAULT 'open',
+    created_at TEXT NOT NULL, PRIMARY KEY (sandbox, ticket_id));
+CREATE TABLE conversations (id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    turns INTEGER NOT NULL, snapshot TEXT NOT NULL);
+CREATE TABLE ticket_versions (conversation_id TEXT NOT NULL, version INTEGER NOT NULL, created_at REAL NOT NULL,
+    ticket TEXT NOT NULL, PRIMARY KEY (conversation_id, version));
+CREATE TABLE spend_counters (scope TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (scope, day));
+INSERT INTO meta VALUES ('schema_version', '2'), ('seeded_on', '2025-03-14'), ('visitor_salt', '00ff00ff');
+INSERT INTO customers VALUES ('C1001', 'Maya Thompson', 'maya.thompson@example.com', 'plus', 'en', '2024-01-01');
+INSERT INTO orders VALUES ('48258', 'C1001', 'delayed', NULL, '2025-03-01', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    '[]', 149.0, 'USD');
+INSERT INTO kb_articles VALUES ('KB-005', 'How refunds work', 'refunds', 'Refunds go back to the original payment.');
+INSERT INTO kb_fts VALUES ('KB-005', 'How refunds work', 'refunds', 'Refunds go back to the original payment.');
+INSERT INTO sandboxes VALUES ('conv-old', 1.0, 1.0, NULL);
+INSERT INTO order_changes VALUES ('conv-old', '48258', 'refunded', '2025-03-14');
+INSERT INTO refunds VALUES ('conv-old', 1, '48258', 'lost', 'approved', 149.0, 'USD', 'ok', '2025-03-14T10:00:00+00:00');
+INSERT INTO spend_counters VALUES ('app', '2999-01-01', 7, 1.0);
+"""
+
+
+def test_a_version_2_database_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import sqlite3
+
+    from supportbot.services import Services
+    from supportbot.session import Session
+    from supportbot.storage.history import snapshot
+    from supportbot.storage.migrations import SCHEMA_VERSION
+
+    path = tmp_path / "supportbot.sqlite3"
+    old = Session()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V2)
+        conn.execute(
+            "INSERT INTO conversations VALUES (?, 1.0, 1.0, 0, ?)", (old.conversation_id, json.dumps(snapshot(old)))
+        )
+    conn.close()
+    services = Services.create(Settings.load({"data_dir": tmp_path, "engine": "offline"}, environ={}, dotenv_path=None))
+    try:
+        assert services.store.execute("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == str(
+            SCHEMA_VERSION
+        )
+        assert services.history.load(old.conversation_id) is not None
+        assert services.store.sandbox("conv-old").get_order("48258")["status"] == "refunded"
+        assert services.store.get_customer(email="MAYA.Thompson@example.com")["id"] == "C1001"
+        assert services.store.search_kb("refund money back")[0]["id"] == "KB-005"
+        assert services.store.execute("SELECT COUNT(*) AS n FROM customers")[0]["n"] == 1  # not seeded again
+        expected = hmac.new(bytes.fromhex("00ff00ff"), b"ip:1.2.3.4", hashlib.sha256).hexdigest()[:32]
+        assert services.counters.visitor_scope("ip:1.2.3.4") == f"visitor:{expected}"  # the salt is kept
+        assert services.store.execute("SELECT used FROM spend_counters WHERE scope = 'app'") == [{"used": 7}]
+    finally:
+        services.close()
