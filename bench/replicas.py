@@ -4,14 +4,12 @@
 
 Each session is one visitor (its own address, passed as X-Forwarded-For through the proxy, a
 trusted hop) sending ``--turns`` messages. Sessions are not sticky: every turn is a new Gradio
-session (a new gradio_client Client), and the proxy sends each new Gradio session of a visitor to
-the *other* replica than its last, so every turn after the first runs on the replica that did
-not serve the one before. It continues the same stored conversation there with ``/load`` (as a
-``?c=`` link does), then ``/chat``. Within one Gradio session the proxy keeps every request on one
-replica (Gradio's queue needs that: ``queue/join`` and its ``queue/data`` SSE stream); requests with
-no session (the page's config and API info) go round robin. Uploads carry no session either, so
-this proxy would split them from their turn: the bench sends text only (a real load balancer
-keeps a browser on one replica by cookie).
+session (gradio_client's ``reset_session``: a new ``session_hash``), and the proxy (bench/proxy.py)
+sends each new Gradio session of a visitor to the *other* replica than its last, so every turn
+after the first runs on the replica that did not serve the one before. It continues the same
+stored conversation there with ``/load`` (as a ``?c=`` link does), then ``/chat``. Uploads carry no
+session, so that proxy would split them from their turn: the bench sends text only (a real
+load balancer keeps a browser on one replica by cookie).
 
 Both daily bounds are set so the run hits them (each visitor's last turn, and the app's total).
 Printed, per setup: turns answered, stopped by a limit mid-turn, refused by a limit before
@@ -27,8 +25,6 @@ is started (tests/pgserver.py; needs Debian's ``postgresql`` package and psycopg
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -38,7 +34,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,121 +41,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import httpx  # noqa: E402
 
+from bench.proxy import STATS_PATH  # noqa: E402
+
 TEXTS = ("Where is my order #48291?", "And what about order #48258?", "Is order #48250 still eligible for a refund?")
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
-STATS_PATH = "/__proxy__/stats"
-
-
-# --- the proxy (its own process) -------------------------------------------------------------------------
-
-
-class Proxy:
-    """A small reverse proxy (ASGI): streams HTTP and SSE both ways; one replica per Gradio session."""
-
-    def __init__(self, upstreams: list[str]) -> None:
-        self.upstreams = [u.rstrip("/") for u in upstreams]
-        self.sessions: dict[str, int] = {}  # Gradio session_hash -> replica
-        self.last: dict[str, int] = {}  # visitor -> the replica of its last new session
-        self.stats = {"requests": [0] * len(upstreams), "sessions": [0] * len(upstreams), "switched": 0, "kept": 0}
-        self._next = 0
-        # No keep-alive upstream: a connection the replica closes as idle while a request is on its way
-        # fails that request (httpx does not resend it); a new loopback connection costs ~0.1 ms.
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=10),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-        )
-
-    def replica(self, session: str | None, visitor: str) -> int:
-        """The replica of a known session; a new one goes to the other replica than the visitor's last."""
-        if session is None:
-            self._next = (self._next + 1) % len(self.upstreams)
-            return self._next
-        if session not in self.sessions:
-            last = self.last.get(visitor)
-            chosen = self._next if last is None else (last + 1) % len(self.upstreams)
-            self._next = (self._next + 1) % len(self.upstreams)
-            if last is not None:
-                self.stats["switched" if chosen != last else "kept"] += 1
-            self.sessions[session], self.last[visitor] = chosen, chosen
-            self.stats["sessions"][chosen] += 1
-        return self.sessions[session]
-
-    @staticmethod
-    def session_of(path: str, query: str, body: bytes) -> str | None:
-        """The Gradio session a request belongs to: in the query, the heartbeat path, or a JSON body."""
-        if found := parse_qs(query).get("session_hash"):
-            return found[0]
-        if "/heartbeat/" in path:
-            return path.rsplit("/", 1)[1]
-        if body.startswith(b"{"):
-            try:
-                value = json.loads(body).get("session_hash")
-            except (ValueError, AttributeError):
-                return None
-            return value if isinstance(value, str) else None
-        return None
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await self.http.aclose()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if scope["path"] == STATS_PATH:
-            payload = json.dumps(self.stats).encode()
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
-            )
-            await send({"type": "http.response.body", "body": payload})
-            return
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.decode().lower() not in _HOP_BY_HOP]
-        forwarded = next((v for k, v in headers if k.lower() == "x-forwarded-for"), "")
-        visitor = forwarded.split(",")[0].strip() or scope["client"][0]
-        # A trusted proxy appends the address it saw (the app reads hops from the right).
-        headers = [(k, v) for k, v in headers if k.lower() not in ("x-forwarded-for", "content-length")]
-        headers.append(("x-forwarded-for", f"{forwarded}, {scope['client'][0]}" if forwarded else scope["client"][0]))
-        query = scope["query_string"].decode()
-        index = self.replica(self.session_of(scope["path"], query, body), visitor)
-        self.stats["requests"][index] += 1
-        path = scope.get("raw_path") or scope["path"].encode()
-        url = self.upstreams[index] + path.decode() + (f"?{query}" if query else "")
-        request = self.http.build_request(scope["method"], url, headers=headers, content=body)
-        response = await self.http.send(request, stream=True)
-        try:
-            out = [(k.encode(), v.encode()) for k, v in response.headers.multi_items() if k.lower() not in _HOP_BY_HOP]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-
-            async def pump() -> None:
-                async for chunk in response.aiter_raw():  # as it arrives: SSE events are not held back
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-
-            async def disconnected() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-
-            tasks = {asyncio.create_task(pump()), asyncio.create_task(disconnected())}
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            for task in done:
-                task.result()
-        finally:
-            await response.aclose()
-
-
-def serve_proxy(port: int, upstreams: list[str]) -> None:
-    """Run the proxy on 127.0.0.1:port until killed."""
-    import uvicorn
-
-    uvicorn.run(Proxy(upstreams), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
@@ -310,11 +193,7 @@ def main() -> int:
         help="requests per day for the app (default: 90%% of the most the visitors may use)",
     )
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a throwaway server)")
-    parser.add_argument("--proxy", nargs="+", metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.proxy:
-        serve_proxy(int(args.proxy[0]), args.proxy[1:])
-        return 0
 
     from tests.appprocess import AppProcess, free_port, start_all
 
@@ -348,7 +227,9 @@ def main() -> int:
         print(f"starting 3 app processes and the proxy (work dir {work}) ...", flush=True)
         start_all(apps)
         port = free_port()
-        proxy = subprocess.Popen([sys.executable, __file__, "--proxy", str(port), *(r.url for r in replicas)])
+        proxy = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "proxy.py"), str(port), *(r.url for r in replicas)]
+        )
         proxy_url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 30
         while True:
