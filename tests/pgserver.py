@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for tests and benchmarks: ``initdb`` and ``pg_ctl`` in a temporary directory.
 
 It uses the binaries of Debian's ``postgresql`` package (``/usr/lib/postgresql/<version>/bin``), or
-``initdb`` on the PATH, or the directory in ``SUPPORTBOT_PG_BIN``. ``initdb`` refuses to run as root,
+``initdb`` on the PATH, or only the directory in ``SUPPORTBOT_PG_BIN`` when that is set. ``initdb`` refuses to run as root,
 so as root the server is created and run as the ``postgres`` system user (through ``runuser``),
 in a directory handed to it. It listens on a free loopback port and a socket in its own
 directory, trusts local connections (it holds only test data), and skips fsync: it lives for
@@ -28,9 +28,12 @@ SYSTEM_USER = "postgres"
 
 
 def find_bin() -> Path | None:
-    """The directory holding initdb and pg_ctl, newest Debian version first; None when not installed."""
+    """The directory holding initdb and pg_ctl (SUPPORTBOT_PG_BIN when set, and then only it; else the newest
+    Debian version, else the PATH); None when not installed."""
     given = os.environ.get("SUPPORTBOT_PG_BIN")
-    candidates = [Path(given)] if given else []
+    if given:
+        return Path(given) if (Path(given) / "initdb").is_file() and (Path(given) / "pg_ctl").is_file() else None
+    candidates = []
     if DEBIAN_BINS.is_dir():
         versions = [p for p in DEBIAN_BINS.iterdir() if p.name.isdigit()]
         candidates += [p / "bin" for p in sorted(versions, key=lambda p: int(p.name), reverse=True)]

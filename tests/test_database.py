@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import time
@@ -160,6 +161,30 @@ def test_an_unreachable_server_is_named_without_its_password(pg_server) -> None:
     message = str(info.value)
     assert message.startswith("SUPPORTBOT_DATABASE_URL: cannot connect to postgresql://bot:***@127.0.0.1:1/supportbot")
     assert "s3cret-pw" not in message
+
+
+# --- without PostgreSQL ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("", "1 skipped"), ("1", "1 error")])
+def test_without_postgresql_its_tests_skip_unless_required(tmp_path: Path, required: str, outcome: str) -> None:
+    (tmp_path / "test_needs_pg.py").write_text("def test_it(pg_server):\n    assert pg_server\n")
+    (tmp_path / "conftest.py").write_text("from tests.conftest import pg_server  # noqa: F401\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUPPORTBOT_PG_BIN": str(tmp_path / "no-such-dir")}
+    env["SUPPORTBOT_REQUIRE_POSTGRES"] = required
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsE", str(tmp_path / "test_needs_pg.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert outcome in out.stdout, out.stdout + out.stderr
+    assert "PostgreSQL's binaries (initdb, pg_ctl) are not installed" in out.stdout
+    if required:
+        assert "SUPPORTBOT_REQUIRE_POSTGRES=1 but" in out.stdout
 
 
 # --- several processes on one database -------------------------------------------------------------------
