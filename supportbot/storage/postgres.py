@@ -70,6 +70,7 @@ SELECT a.id, a.title, a.category, s.score,
 FROM scores s JOIN kb_articles a ON a.id = s.id ORDER BY s.score DESC, a.id LIMIT ?
 """
 _HEADLINE = "StartSel=**, StopSel=**, MaxWords=24, MinWords=12, ShortWord=2, MaxFragments=1, FragmentDelimiter=…"
+_SEARCH = _BM25.replace("{headline}", _HEADLINE)
 
 
 # A quoted literal or identifier, or one character that needs rewriting.
@@ -194,7 +195,7 @@ class PostgresDatabase(Database):
         query = tsquery(terms)
         if not query:
             return []
-        rows = self.execute(_BM25.replace("{headline}", _HEADLINE), (list(terms), query, query, limit))
+        rows = self.execute(_SEARCH, (list(terms), query, query, limit))
         for row in rows:
             row["score"] = round(float(row["score"]), 3)
         return rows
