@@ -34,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "base_url": "OXLO_BASE_URL",
     "engine": "SUPPORTBOT_ENGINE",
     "data_dir": "SUPPORTBOT_DATA_DIR",
+    "database_url": "SUPPORTBOT_DATABASE_URL",
     "max_tool_steps": "SUPPORTBOT_MAX_TOOL_STEPS",
     "request_timeout": "SUPPORTBOT_REQUEST_TIMEOUT",
     "max_output_tokens": "SUPPORTBOT_MAX_OUTPUT_TOKENS",
@@ -67,6 +68,8 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "trusted_proxies": 1,  # the Space's own proxy appends the visitor's address to X-Forwarded-For
     "retention_days": 30,
 }
+# Never echoed in a validation message: they hold secrets.
+_SECRET_FIELDS = ("api_key", "database_url")
 # Waiting chat events allowed per running one before the queue refuses more ("busy, try again").
 QUEUE_PER_SLOT = 2
 
@@ -103,6 +106,9 @@ class Settings(BaseModel):
     # "replay" answers from a recorded cassette (cassette_path) through the same SDK path.
     engine: Literal["auto", "live", "offline", "replay"] = "auto"
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Unset: SQLite in data_dir (one process). postgresql://…: a database several replicas share.
+    # A secret (it may hold a password): never shown whole, see redacted_database_url.
+    database_url: SecretStr | None = None
     max_tool_steps: int = Field(6, ge=1, le=50)
     request_timeout: float = Field(60.0, gt=0, le=600)
     max_output_tokens: int = Field(1024, ge=16, le=32768)
@@ -159,7 +165,7 @@ class Settings(BaseModel):
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else "?"
             var = ENV_VARS.get(field, field)
-            shown = "" if field == "api_key" else f" (got {raw.get(field)!r})"
+            shown = "" if field in _SECRET_FIELDS else f" (got {raw.get(field)!r})"
             raise ConfigError(var, f"{err['msg']}{shown}") from None
 
     @property
@@ -195,6 +201,14 @@ class Settings(BaseModel):
                 raise ConfigError("SUPPORTBOT_CASSETTE", needs)
             if not Path(self.cassette_path).is_file():
                 raise ConfigError("SUPPORTBOT_CASSETTE", f"no such file: {self.cassette_path}")
+        if self.database_url is not None:
+            scheme, sep, _ = self.database_url.get_secret_value().partition("://")
+            if not sep or scheme.lower() not in ("postgresql", "postgres"):
+                raise ConfigError(
+                    "SUPPORTBOT_DATABASE_URL",
+                    "must be a postgresql://user:password@host:port/database URL, or unset for SQLite in "
+                    "SUPPORTBOT_DATA_DIR",
+                )
         if self.live and not self.base_url.startswith(("http://", "https://")):
             raise ConfigError("OXLO_BASE_URL", f"must start with http:// or https:// (got {self.base_url!r})")
 

@@ -19,10 +19,9 @@ from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
 from supportbot.routing.router import RoutingPolicy, load_policy, plan_tiers
 from supportbot.storage.counters import SpendCounters
+from supportbot.storage.db import Database, open_database
 from supportbot.storage.history import History
 from supportbot.storage.store import Store
-
-DB_NAME = "supportbot.sqlite3"
 
 
 @dataclass
@@ -39,6 +38,7 @@ class Services:
     agent: Agent
     counters: SpendCounters
     exports: ExportFiles
+    database: Database
 
     @classmethod
     def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:
@@ -52,26 +52,36 @@ class Services:
         policy, pricing = load_policy(catalog=catalog), load_pricing()
         # Automatic routes use only what SUPPORTBOT_PLAN includes (a bad plan stops start-up, named).
         catalog = catalog.for_plan(settings.plan, plan_tiers(policy, settings.plan, (p.name for p in pricing.plans)))
-        data_dir = Path(settings.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        db = data_dir / DB_NAME
         windows = {m.id: m.context_window for m in catalog}
         clients = ClientFactory(settings, engine, context_windows=windows, transport=transport)
         if clients.engine is not None:  # the in-process engine's model list is known without a request
             catalog = catalog.with_service_ids(clients.engine.model_ids)
-        store = Store(db)
+        # SQLite in the data directory, or the PostgreSQL database every replica shares.
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        database = open_database(url, Path(settings.data_dir))
+        try:
+            store = Store(database)
+            history, counters = History(database), SpendCounters(store)
+        except BaseException:
+            database.close()
+            raise
         return cls(
             settings,
             catalog,
             policy,
             pricing,
             store,
-            History(db),
+            history,
             clients,
             Agent(settings, clients),
-            SpendCounters(store),
+            counters,
             ExportFiles(),
+            database,
         )
+
+    def close(self) -> None:
+        """Close the database connection(s)."""
+        self.database.close()
 
     def budget(self, identity: str) -> Budget:
         """The budget a visitor's turns draw on (see ``supportbot.limits``)."""

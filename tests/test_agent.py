@@ -58,6 +58,13 @@ def run(agent: Agent, text: str, store: Store, model=LLAMA) -> list:
     return asyncio.run(go())
 
 
+@pytest.fixture
+def store(tmp_path, today) -> Store:
+    """The agent's tests are about the loop, not storage (tested on both backends elsewhere): SQLite only."""
+    with Store(tmp_path / "supportbot.db", today=today) as s:
+        yield s
+
+
 @pytest.fixture(scope="module")
 def server():
     engine = OfflineEngine()

@@ -1,4 +1,5 @@
-"""Conversation persistence: round trips, image stripping, ticket versions, exports, retention, crashes."""
+"""Conversation persistence, on both backends: round trips, image stripping, ticket versions, exports, retention,
+crashes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import base64
 import dataclasses
 import io
 import json
-import sqlite3
 
 import pytest
 from PIL import Image
@@ -43,8 +43,8 @@ def clock():
 
 
 @pytest.fixture
-def hist(tmp_path, clock):
-    h = History(tmp_path / "data" / "supportbot.db", clock=clock)
+def hist(backend, tmp_path, clock):
+    h = History(backend.database(tmp_path / "data"), clock=clock)
     yield h
     h.close()
 
@@ -159,7 +159,7 @@ def test_round_trip(hist):
     assert hist.load("no-such-id") is None
 
 
-def test_images_are_stripped_but_metadata_kept(hist, tmp_path):
+def test_images_are_stripped_but_metadata_kept(hist):
     s = article_session()
     hist.save(s)
     loaded = hist.load(s.conversation_id)
@@ -168,10 +168,8 @@ def test_images_are_stripped_but_metadata_kept(hist, tmp_path):
     assert parts[1] == {"type": "text", "text": "[image: tracking.png 40x30, not stored]"}
     assert loaded.messages[0]["attachments"] == s.messages[0]["attachments"]
     assert s.history[0]["content"][1]["type"] == "image_url"  # the live session is not modified
-    raw = (
-        sqlite3.connect(tmp_path / "data" / "supportbot.db").execute("SELECT snapshot FROM conversations").fetchone()[0]
-    )
-    assert "base64" not in raw
+    [raw] = hist.db.execute("SELECT snapshot FROM conversations")
+    assert "base64" not in raw["snapshot"]
 
 
 def test_image_size_read_from_the_data_when_no_metadata(hist):
@@ -203,9 +201,8 @@ def test_save_records_the_ticket_once(hist):
     assert len(hist.ticket_versions(s.conversation_id)) == 1
 
 
-def test_crash_mid_turn_loses_nothing_saved(tmp_path):
-    path = tmp_path / "supportbot.db"
-    first = History(path)
+def test_crash_mid_turn_loses_nothing_saved(backend, tmp_path):
+    first = History(backend.database(tmp_path))
     s = Session()
     s.turn = 1
     s.messages.append({"role": "user", "content": "Where is my order #48291?", "turn": 1, "attachments": []})
@@ -223,8 +220,8 @@ def test_crash_mid_turn_loses_nothing_saved(tmp_path):
         }
     )
     first.save(s)
-    # The process dies here, before the answer: no close(), a fresh connection reads the file.
-    second = History(path)
+    # The process dies here, before the answer: no close(), a fresh connection reads the database.
+    second = History(backend.database(tmp_path))
     loaded = second.load(s.conversation_id)
     assert loaded is not None
     assert loaded.messages == s.messages and loaded.tool_calls == s.tool_calls
@@ -312,24 +309,17 @@ def test_purge_by_age(hist, clock):
     assert hist.load(recent.conversation_id) is None
 
 
-def test_leaves_other_tables_alone_and_refuses_a_foreign_layout(tmp_path):
-    path = tmp_path / "shared.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE orders (id TEXT PRIMARY KEY)")
-    db.execute("INSERT INTO orders VALUES ('48291')")
-    db.commit()
-    h = History(path)
+def test_leaves_other_tables_alone_and_refuses_a_foreign_layout(backend, tmp_path):
+    db = backend.database(tmp_path / "shared")
+    db.execute("CREATE TABLE notes (id TEXT PRIMARY KEY)")
+    db.execute("INSERT INTO notes (id) VALUES ('48291')")
+    h = History(db)
     h.save(Session())
     h.purge_older_than(0, now=10**12)
-    h.close()
-    assert db.execute("SELECT id FROM orders").fetchall() == [("48291",)]
-    db.close()
-    other = tmp_path / "other.db"
-    db = sqlite3.connect(other)
-    db.execute("CREATE TABLE conversations (conversation_id TEXT, body TEXT)")
-    db.commit()
-    db.close()
-    with pytest.raises(SupportbotError, match="conversations"):
+    assert db.execute("SELECT id FROM notes") == [{"id": "48291"}]
+    other = backend.database(tmp_path / "other")
+    other.execute("CREATE TABLE conversations (conversation_id TEXT, body TEXT)")
+    with pytest.raises(SupportbotError, match="'conversations' table with another layout"):
         History(other)
 
 

@@ -1,4 +1,4 @@
-"""Housekeeping: export files expire, Gradio's cache is swept, retention reaches every table."""
+"""Housekeeping: export files expire, Gradio's cache is swept, retention reaches every table (on both backends)."""
 
 from __future__ import annotations
 
@@ -95,9 +95,9 @@ def test_gradio_deletes_uploads_and_its_copies_within_the_hour(tmp_path: Path) -
 # --- retention -------------------------------------------------------------------------------------
 
 
-def test_retention_purges_every_table_and_keeps_the_seeded_shop(tmp_path: Path) -> None:
-    s = settings(tmp_path, retention_days=30, visitor_requests_per_day=100)
-    services = Services.create(s, OfflineEngine())
+def test_retention_purges_every_table_and_keeps_the_seeded_shop(backend, tmp_path: Path) -> None:
+    s = backend.settings(tmp_path, retention_days=30, visitor_requests_per_day=100)
+    services = backend.services(s, OfflineEngine())
     runner = TurnRunner(services)
     seeded = services.store.execute("SELECT * FROM orders ORDER BY id")
     budget = services.budget("ip:203.0.113.7")
@@ -124,8 +124,8 @@ def test_retention_purges_every_table_and_keeps_the_seeded_shop(tmp_path: Path) 
     assert services.history.load(refund.conversation_id) is None
 
 
-def test_a_conversation_in_use_keeps_its_sandbox(tmp_path: Path) -> None:
-    services = Services.create(settings(tmp_path, retention_days=30), OfflineEngine())
+def test_a_conversation_in_use_keeps_its_sandbox(backend, tmp_path: Path) -> None:
+    services = backend.services(backend.settings(tmp_path, retention_days=30), OfflineEngine())
     session = Session()
     run(TurnRunner(services), session, "I'd like a refund for order #48258, it never arrived.", NO_LIMIT)
     # 29 days later the conversation takes another turn, which touches its sandbox: it lives on.
@@ -135,8 +135,8 @@ def test_a_conversation_in_use_keeps_its_sandbox(tmp_path: Path) -> None:
     assert services.store.sandbox(session.conversation_id).get_order("48258")["status"] == "refunded"
 
 
-def test_without_retention_only_finished_counter_days_go(tmp_path: Path) -> None:
-    services = Services.create(settings(tmp_path, visitor_requests_per_day=100), OfflineEngine())
+def test_without_retention_only_finished_counter_days_go(backend, tmp_path: Path) -> None:
+    services = backend.services(backend.settings(tmp_path, visitor_requests_per_day=100), OfflineEngine())
     run(TurnRunner(services), Session(), "Where is my order #48291?", services.budget("ip:1.2.3.4"))
     gone = purge(services, now=time.time() + 400 * DAY_S)
     assert gone["conversations"] == 0 and gone["counters"] == 1

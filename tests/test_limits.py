@@ -113,15 +113,16 @@ def test_sign_in_decides_the_visitor_when_required(tmp_path: Path) -> None:
     assert pg.visitor(None, profile) == "hf:alice"
 
 
-def test_visitors_are_stored_as_salted_hashes(tmp_path: Path) -> None:
-    services = Services.create(settings(tmp_path, visitor_requests_per_day=5))
+def test_visitors_are_stored_as_salted_hashes(backend, tmp_path: Path) -> None:
+    services = backend.services(backend.settings(tmp_path, max_retries=0, visitor_requests_per_day=5))
     counters = services.counters
     scope = counters.visitor_scope("ip:203.0.113.7")
     assert "203.0.113.7" not in scope and scope == counters.visitor_scope("ip:203.0.113.7")
     assert scope != counters.visitor_scope("ip:203.0.113.8")
-    again = SpendCounters(Services.create(settings(tmp_path)).store)  # same database: same salt
+    # Same database (another process or replica): same salt, kept in the database.
+    again = SpendCounters(backend.services(backend.settings(tmp_path)).store)
     assert again.visitor_scope("ip:203.0.113.7") == scope
-    elsewhere = SpendCounters(Services.create(settings(tmp_path / "other")).store)
+    elsewhere = SpendCounters(backend.services(backend.settings(tmp_path / "other")).store)
     assert elsewhere.visitor_scope("ip:203.0.113.7") != scope
     asyncio.run(services.budget("ip:203.0.113.7").reserve())
     stored = services.store.execute("SELECT scope FROM spend_counters")
@@ -131,8 +132,8 @@ def test_visitors_are_stored_as_salted_hashes(tmp_path: Path) -> None:
 # --- the counters ----------------------------------------------------------------------------------------
 
 
-def test_take_is_all_or_nothing_and_never_exceeds_a_limit_under_threads(tmp_path: Path) -> None:
-    counters = Services.create(settings(tmp_path)).counters
+def test_take_is_all_or_nothing_and_never_exceeds_a_limit_under_threads(backend, tmp_path: Path) -> None:
+    counters = backend.services(backend.settings(tmp_path)).counters
     assert counters.take([("visitor:a", 5), (APP_SCOPE, 1)]) is None
     refused = counters.take([("visitor:a", 5), (APP_SCOPE, 1)])
     assert refused is not None and (refused.scope, refused.used, refused.allowed) == (APP_SCOPE, 1, 1)
@@ -153,9 +154,9 @@ def test_take_is_all_or_nothing_and_never_exceeds_a_limit_under_threads(tmp_path
     assert granted.count(True) == 20 and counters.used(["visitor:b"])["visitor:b"] == 20
 
 
-def test_a_new_day_starts_from_zero_and_the_old_one_is_purged(tmp_path: Path) -> None:
+def test_a_new_day_starts_from_zero_and_the_old_one_is_purged(backend, tmp_path: Path) -> None:
     now = [1_700_000_000.0]
-    counters = SpendCounters(Services.create(settings(tmp_path)).store, clock=lambda: now[0])
+    counters = SpendCounters(backend.services(backend.settings(tmp_path)).store, clock=lambda: now[0])
     counters.add(["visitor:a"], 3)
     resets = counters.resets_at()
     assert resets.hour == resets.minute == 0 and 0 < resets.timestamp() - now[0] <= DAY
@@ -164,11 +165,11 @@ def test_a_new_day_starts_from_zero_and_the_old_one_is_purged(tmp_path: Path) ->
     assert counters.purge() == 1 and counters.store.execute("SELECT COUNT(*) AS n FROM spend_counters")[0]["n"] == 0
 
 
-def test_a_restart_keeps_the_counters(tmp_path: Path) -> None:
-    s = settings(tmp_path, visitor_requests_per_day=2)
-    runner = TurnRunner(Services.create(s, OfflineEngine()))
+def test_a_restart_keeps_the_counters(backend, tmp_path: Path) -> None:
+    s = backend.settings(tmp_path, max_retries=0, visitor_requests_per_day=2)
+    runner = TurnRunner(backend.services(s, OfflineEngine()))
     run(runner, Session(), ORDER, runner.s.budget("ip:203.0.113.7"))
-    restarted = Services.create(s, OfflineEngine())  # a new process on the same data directory
+    restarted = backend.services(s, OfflineEngine())  # a new process on the same database
     with pytest.raises(LimitReached) as info:
         run(TurnRunner(restarted), Session(), ORDER, restarted.budget("ip:203.0.113.7"))
     assert (info.value.used, info.value.allowed) == (2, 2)
@@ -176,10 +177,10 @@ def test_a_restart_keeps_the_counters(tmp_path: Path) -> None:
     run(TurnRunner(restarted), Session(), ORDER, restarted.budget("ip:198.51.100.1"))  # someone else still can
 
 
-def test_every_request_counts_retries_and_extraction_included(tmp_path: Path) -> None:
+def test_every_request_counts_retries_and_extraction_included(backend, tmp_path: Path) -> None:
     engine = OfflineEngine()
-    s = settings(tmp_path, visitor_requests_per_day=100, max_retries=2)
-    runner = TurnRunner(Services.create(s, engine))
+    s = backend.settings(tmp_path, visitor_requests_per_day=100, max_retries=2)
+    runner = TurnRunner(backend.services(s, engine))
     budget = runner.s.budget("ip:203.0.113.7")
     engine.inject("server", times=2)  # two attempts the SDK retries
     session = Session()
@@ -192,10 +193,11 @@ def test_every_request_counts_retries_and_extraction_included(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("retries", [0, 2])
-def test_concurrent_turns_never_overshoot_beyond_the_sdks_retries(tmp_path: Path, retries: int) -> None:
+def test_concurrent_turns_never_overshoot_beyond_the_sdks_retries(backend, tmp_path: Path, retries: int) -> None:
     engine = OfflineEngine(stream_delay_s=0.01)
     limit = 9
-    runner = TurnRunner(Services.create(settings(tmp_path, requests_per_day=limit, max_retries=retries), engine))
+    s = backend.settings(tmp_path, requests_per_day=limit, max_retries=retries)
+    runner = TurnRunner(backend.services(s, engine))
     if retries:
         engine.inject("server", times=6)  # six discarded attempts: the most the counter may overshoot by
 

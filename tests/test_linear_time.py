@@ -30,7 +30,7 @@ from supportbot.engine.responder import respond
 from supportbot.routing import router, tokens
 from supportbot.routing.catalog import load_catalog
 from supportbot.session import Session
-from supportbot.storage.store import fts_query, normalize_order_id
+from supportbot.storage.store import normalize_order_id, query_terms
 from supportbot.ticket import extraction, rules
 from supportbot.ticket.record import build_inline
 from supportbot.ui import render
@@ -133,7 +133,7 @@ MESSAGE_RULES: dict[str, Callable[[str], Any]] = {
     ),
     "engine structured.schema_in_prompt": lambda t: structured.schema_in_prompt([{"role": "system", "content": t}]),
     "engine respond (tools offered)": lambda t: respond({"model": "m", "messages": _user(t), "tools": _TOOLS}),
-    "store.fts_query": fts_query,
+    "store.query_terms": query_terms,
     "store.normalize_order_id": normalize_order_id,
     "config.redact": lambda t: config.redact(t, "sk-test-0123456789abcdef"),
     "render.chat_view": _chat_view,

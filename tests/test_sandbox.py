@@ -11,6 +11,7 @@ import pytest
 from gradio_client import Client
 
 from supportbot.errors import SupportbotError
+from supportbot.storage.migrations import SCHEMA_VERSION
 from supportbot.storage.sandbox import LEGACY
 from supportbot.storage.store import Store
 from supportbot.ui.handlers import EXAMPLES
@@ -133,20 +134,20 @@ def test_a_version_1_database_is_migrated_and_its_shared_refund_undone(tmp_path:
         assert legacy.get_order("48258")["status"] == "refunded"
         assert [r["outcome"] for r in legacy.refunds_for_order("48258")] == ["approved"]
         assert [e["ticket_id"] for e in legacy.list_escalations()] == ["ESC-000001"]
-        assert store.execute("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == "2"
+        assert store.execute("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == str(SCHEMA_VERSION)
     with Store(path, today=today) as again:  # migrating twice changes nothing
         assert len(again.sandbox(LEGACY).refunds_for_order("48258")) == 1
 
 
-def test_a_database_from_newer_code_is_refused(tmp_path: Path, today: date) -> None:
-    path = tmp_path / "new.sqlite3"
-    Store(path, today=today).close()
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    conn.close()
-    with pytest.raises(SupportbotError, match="schema version 99"):
-        Store(path, today=today)
+def test_a_database_from_newer_code_is_refused_naming_it(backend, tmp_path: Path, today: date) -> None:
+    Store(backend.database(tmp_path), today=today).db.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'"
+    )
+    reopened = backend.database(tmp_path)
+    with pytest.raises(SupportbotError, match="schema version 99, newer than this code knows") as info:
+        Store(reopened, today=today)
+    assert str(info.value).startswith(f"{reopened.name}: ")  # the file, or the URL without its password
+    assert ("SUPPORTBOT_DATABASE_URL" if backend.name == "postgresql" else "SUPPORTBOT_DATA_DIR") in str(info.value)
 
 
 # --- through the launched app ------------------------------------------------------------------------

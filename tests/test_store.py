@@ -1,4 +1,4 @@
-"""The SQLite store: seeding, lookups, knowledge-base search, refunds, escalations, safety."""
+"""The store, on both backends: seeding, lookups, knowledge-base search, refunds, escalations, safety."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from supportbot.errors import CatalogError
-from supportbot.storage.store import DEFAULT_ASSETS, KB_CATEGORIES, ORDER_STATUSES, Store, fts_query
+from supportbot.storage.sqlite import fts_query
+from supportbot.storage.store import DEFAULT_ASSETS, KB_CATEGORIES, ORDER_STATUSES, Store, query_terms
 
 
 def copy_assets(tmp_path: Path) -> Path:
@@ -119,11 +120,11 @@ def test_punctuation_and_operator_queries_do_not_raise(store: Store, query: str)
     assert store.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"] >= 15
 
 
-def test_fts_query_quotes_terms_and_drops_stopwords() -> None:
-    assert fts_query("Where is my order #48291?") == '"order" OR "48291"'
-    assert fts_query('say "hi" (now)') == '"say" OR "hi" OR "now"'
-    assert fts_query("?!#") == ""
-    assert fts_query("how do I") == '"how" OR "do" OR "i"'  # only stopwords: keep them rather than nothing
+def test_query_terms_drop_stopwords_and_fts_query_quotes_them() -> None:
+    assert query_terms("Where is my order #48291?") == ["order", "48291"]
+    assert fts_query(query_terms('say "hi" (now)')) == '"say" OR "hi" OR "now"'
+    assert query_terms("?!#") == [] and fts_query([]) == ""
+    assert query_terms("how do I") == ["how", "do", "i"]  # only stopwords: keep them rather than nothing
 
 
 # --- safety ------------------------------------------------------------------------------------
@@ -138,8 +139,9 @@ def test_sql_is_parameterised(store: Store) -> None:
     assert store.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
 
 
-def test_wal_mode(store: Store) -> None:
-    assert store.execute("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.sqlite") as sqlite_store:
+        assert sqlite_store.execute("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
 
 
 # --- bad demo data names the entry ----------------------------------------------------------------
@@ -199,33 +201,35 @@ def test_bad_customer_policy_kb_and_json_name_the_file(tmp_path: Path) -> None:
         Store(tmp_path / "d.db", assets_dir=assets)
 
 
-def test_failed_seed_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_failed_seed_leaves_nothing_behind(backend, tmp_path: Path) -> None:
     assets = copy_assets(tmp_path)
     good = (assets / "demo" / "orders.json").read_text()
     edit_json(assets / "demo" / "orders.json", _set_order_field("eta_days", "soon"))
     with pytest.raises(CatalogError):
-        Store(tmp_path / "db.sqlite", assets_dir=assets)
+        Store(backend.database(tmp_path), assets_dir=assets)
     (assets / "demo" / "orders.json").write_text(good)
-    with Store(tmp_path / "db.sqlite", assets_dir=assets) as s:
-        assert s.execute("SELECT COUNT(*) AS n FROM customers")[0]["n"] >= 20
+    s = Store(backend.database(tmp_path), assets_dir=assets)
+    assert s.execute("SELECT COUNT(*) AS n FROM customers")[0]["n"] >= 20
+    assert s.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
 
 
 # --- lifecycle -------------------------------------------------------------------------------------
 
 
-def test_reopening_does_not_reseed(tmp_path: Path, today: date) -> None:
-    path = tmp_path / "db.sqlite"
-    with Store(path, today=today) as first:
-        first.sandbox("s").create_escalation("reason", "normal", "summary", None)
-        eta = first.get_order("48291")["eta"]
-    with Store(path, today=today + timedelta(days=3)) as second:
-        assert second.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
-        assert (
-            second.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"]
-            == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
-        )
-        assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
-        assert len(second.sandbox("s").list_escalations()) == 1
+def test_reopening_does_not_reseed(backend, tmp_path: Path, today: date) -> None:
+    first_db = backend.database(tmp_path)
+    first = Store(first_db, today=today)
+    first.sandbox("s").create_escalation("reason", "normal", "summary", None)
+    eta = first.get_order("48291")["eta"]
+    first_db.close()
+    second = Store(backend.database(tmp_path), today=today + timedelta(days=3))
+    assert second.execute("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 50
+    assert (
+        second.execute("SELECT COUNT(*) AS n FROM kb_fts")[0]["n"]
+        == second.execute("SELECT COUNT(*) AS n FROM kb_articles")[0]["n"]
+    )
+    assert second.get_order("48291")["eta"] == eta  # dates stay those of the seeding day
+    assert len(second.sandbox("s").list_escalations()) == 1
 
 
 def test_refund_records_and_marks_order(store: Store, today: date) -> None:
@@ -269,14 +273,17 @@ def test_escalations_queue(store: Store) -> None:
 
 def test_transaction_helper_for_other_modules(store: Store) -> None:
     with store.transaction() as conn:
-        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-        conn.execute("INSERT INTO notes (body) VALUES (?)", ("kept",))
+        conn.execute("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (id, body) VALUES (?, ?)", ("1", "kept"))
     with pytest.raises(RuntimeError), store.transaction() as conn:
-        conn.execute("INSERT INTO notes (body) VALUES (?)", ("rolled back",))
+        conn.execute("INSERT INTO notes (id, body) VALUES (?, ?)", ("2", "rolled back"))
         with store.transaction():  # nested: joins the outer transaction
-            store.execute("INSERT INTO notes (body) VALUES (?)", ("also rolled back",))
+            store.execute("INSERT INTO notes (id, body) VALUES (?, ?)", ("3", "also rolled back"))
         raise RuntimeError("boom")
     assert [r["body"] for r in store.execute("SELECT body FROM notes")] == ["kept"]
+    # A percent sign and a question mark inside a literal are text, not placeholders, on either backend.
+    store.execute("INSERT INTO notes (id, body) VALUES ('4', '100% sure?')")
+    assert store.execute("SELECT body FROM notes WHERE id = ? AND body LIKE '%?'", ("4",)) == [{"body": "100% sure?"}]
 
 
 def test_concurrent_use_from_threads(store: Store) -> None:

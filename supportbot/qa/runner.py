@@ -90,15 +90,14 @@ async def run_scenario(
     result = ScenarioResult(scenario.name, scenario.source)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="supportbot-qa-") as tmp:
-        settings = Settings.load(
-            {**(overrides or {}), "data_dir": Path(tmp) / "data"}, environ=environ, dotenv_path=dotenv_path
-        )
+        # A fresh SQLite database every time, even where SUPPORTBOT_DATABASE_URL names a shared one.
+        fresh = {"data_dir": Path(tmp) / "data", "database_url": None}
+        settings = Settings.load({**(overrides or {}), **fresh}, environ=environ, dotenv_path=dotenv_path)
         services = Services.create(settings)
         try:
             result.checks = await _play(services, scenario, model, Path(tmp))
         finally:
-            services.store.close()
-            services.history.close()
+            services.close()
     result.seconds = time.perf_counter() - started
     return result
 

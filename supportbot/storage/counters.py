@@ -1,15 +1,21 @@
 """Daily request counters in the database: per visitor and for the whole app.
 
-They live in the store's database, so a restart, a new browser session or a second process
-on the same file does not reset them. A day is a UTC calendar day; its counters reset at
-00:00 UTC and are purged once it is over. ``take`` is a conditional, atomic increment of every
-scope at once (all or none, inside one write transaction): concurrent turns can never take more
-than a limit allows. ``add`` is unconditional: it settles the attempts the SDK made beyond
-the one taken (retries), which is the documented, bounded overshoot.
+They live in the store's database, so a restart, a new browser session or another replica on
+the same database (PostgreSQL) does not reset them. A day is a UTC calendar day; its counters
+reset at 00:00 UTC and are purged once it is over. ``take`` is a conditional, atomic increment
+of every scope at once (all or none, inside one write transaction): concurrent turns, from any
+number of threads or replicas, can never take more than a limit allows. ``add`` is
+unconditional: it settles the attempts the SDK made beyond the one taken (retries), which is the
+documented, bounded overshoot.
 
-Visitors are stored as salted hashes (HMAC-SHA256 with a random salt kept in ``meta``), never as
-addresses or account names. Plain SQL (``INSERT ... ON CONFLICT``, ``UPDATE ... WHERE used + n <=
-limit``), so PostgreSQL runs the same statements with the same guarantees under row locks.
+Why no update is lost: each increment is one ``UPDATE ... SET used = used + n WHERE used + n <=
+limit``. PostgreSQL locks the row for it and, when another transaction changed the row first,
+re-evaluates the condition on the committed value (SQLite runs one writer at a time). Scopes
+are always written in sorted order, so two turns locking the same rows cannot deadlock.
+
+Visitors are stored as salted hashes (HMAC-SHA256 with a random salt kept in ``meta``, created
+once by whichever process gets there first, so every replica hashes alike), never as addresses
+or account names.
 """
 
 from __future__ import annotations
@@ -22,14 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from supportbot.storage.migrations import ensure_schema
 from supportbot.storage.store import Store
 
 APP_SCOPE = "app"
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS spend_counters (scope TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL, "
-    "updated_at REAL NOT NULL, PRIMARY KEY (scope, day))",
-    "CREATE INDEX IF NOT EXISTS spend_counters_day ON spend_counters(day)",
-)
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,13 @@ class SpendCounters:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
+        ensure_schema(store.db)
         with store.transaction() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('visitor_salt', ?) ON CONFLICT (key) DO NOTHING",
                 (secrets.token_hex(32),),
             )
-            self._salt = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'visitor_salt'").fetchone()[0])
+            self._salt = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'visitor_salt'").scalar())
 
     # --- keys and windows --------------------------------------------------------------------
 
@@ -80,10 +81,10 @@ class SpendCounters:
         if not limits:
             return None
         day, now = self.day(), self.clock()
-        refusal: Refusal | None = None
+        refused: dict[str, Refusal] = {}
         try:
             with self.store.transaction() as conn:
-                for scope, allowed in limits:
+                for scope, allowed in sorted(limits):
                     conn.execute(
                         "INSERT INTO spend_counters (scope, day, used, updated_at) VALUES (?, ?, 0, ?) "
                         "ON CONFLICT (scope, day) DO NOTHING",
@@ -97,11 +98,12 @@ class SpendCounters:
                     if cur.rowcount != 1:
                         used = conn.execute(
                             "SELECT used FROM spend_counters WHERE scope = ? AND day = ?", (scope, day)
-                        ).fetchone()[0]
-                        refusal = Refusal(scope, int(used), allowed)
-                        raise _RollBack
+                        ).scalar()
+                        refused[scope] = Refusal(scope, int(used), allowed)
+                if refused:
+                    raise _RollBack
         except _RollBack:
-            return refusal
+            return next(refused[scope] for scope, _ in limits if scope in refused)
         return None
 
     def add(self, scopes: Sequence[str], n: int) -> None:
@@ -110,7 +112,7 @@ class SpendCounters:
             return
         day, now = self.day(), self.clock()
         with self.store.transaction() as conn:
-            for scope in scopes:
+            for scope in sorted(scopes):
                 conn.execute(
                     "INSERT INTO spend_counters (scope, day, used, updated_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (scope, day) DO UPDATE SET used = spend_counters.used + excluded.used, "

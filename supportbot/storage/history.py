@@ -1,10 +1,11 @@
-"""Conversation persistence: every turn is written to SQLite as it happens.
+"""Conversation persistence: every turn is written to the database as it happens.
 
 The caller saves after each event worth keeping (user message, tool call, answer),
-so a crash or a reload loses nothing already shown. We keep our own connection to
-the store's database file and touch only our two tables, ``conversations`` and
-``ticket_versions``. Screenshots are not stored: their data URLs in the model
-history become a short text placeholder; the transcript keeps their metadata.
+so a crash or a reload loses nothing already shown, and any replica on the same database
+(PostgreSQL) can load what another saved. We touch only our two tables, ``conversations``
+and ``ticket_versions`` (created by ``storage.migrations``). Screenshots are not stored:
+their data URLs in the model history become a short text placeholder; the transcript
+keeps their metadata.
 
 Exports carry a format marker and never a setting or an API key; the conversation
 id (an unguessable capability, see ``session.new_conversation_id``) is not exported
@@ -18,8 +19,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -28,20 +27,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from supportbot.errors import CatalogError, SupportbotError
+from supportbot.errors import CatalogError
 from supportbot.session import Session, new_conversation_id
+from supportbot.storage.db import Database, sqlite_at
+from supportbot.storage.migrations import ensure_schema
 from supportbot.storage.schema import Snapshot, first_error, memory_from_messages, stored_session
 from supportbot.storage.transcript import export_markdown, scrub
 
 FORMAT = "supportbot.conversation/1"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
-    "updated_at REAL NOT NULL, turns INTEGER NOT NULL, snapshot TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at)",
-    "CREATE TABLE IF NOT EXISTS ticket_versions (conversation_id TEXT NOT NULL, version INTEGER NOT NULL, "
-    "created_at REAL NOT NULL, ticket TEXT NOT NULL, PRIMARY KEY (conversation_id, version))",
-)
 
 
 # ---------------------------------------------------------------- snapshots
@@ -148,58 +142,46 @@ def _imported(data: dict[str, Any]) -> Session:
 
 
 class History:
-    """Conversations and ticket versions in SQLite; safe to share between Gradio worker threads."""
+    """Conversations and ticket versions in the database; safe to share between Gradio worker threads."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Database | Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        # A path opens (and owns) a SQLite file there; a Database is shared, and closed by its opener.
+        self._owns_db = not isinstance(db, Database)
+        self.db = sqlite_at(db) if self._owns_db else db
+        self.path = getattr(self.db, "path", None)  # the SQLite file, when there is one
         self._clock = clock
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection guarded by a lock: Gradio calls handlers from several threads.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-        with self._lock, self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # A turn saves several times; NORMAL skips the fsync per commit and stays crash-consistent in WAL.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA[0])
-            cols = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
-        if not {"id", "snapshot", "updated_at"} <= cols:
-            self._db.close()
-            raise SupportbotError(
-                f"{self.path}: a 'conversations' table with another layout exists "
-                f"(columns {sorted(cols)}); history.py owns that table"
-            )
-        with self._lock, self._db:
-            for stmt in _SCHEMA[1:]:
-                self._db.execute(stmt)
+        try:
+            ensure_schema(self.db)
+        except BaseException:
+            if self._owns_db:
+                self.db.close()
+            raise
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
+        """Close the database when this history opened it."""
+        if self._owns_db:
+            self.db.close()
 
     def save(self, session: Session) -> None:
         """Upsert the session's snapshot (and its ticket, when it changed); call after every event worth keeping."""
         now = self._clock()
         blob = json.dumps(snapshot(session), ensure_ascii=False, default=str)
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO conversations (id, created_at, updated_at, turns, snapshot) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET updated_at=excluded.updated_at, turns=excluded.turns, "
-                "snapshot=excluded.snapshot",
-                (session.conversation_id, now, now, session.turn, blob),
-            )
+        self.db.execute(
+            "INSERT INTO conversations (id, created_at, updated_at, turns, snapshot) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, turns = excluded.turns, "
+            "snapshot = excluded.snapshot",
+            (session.conversation_id, now, now, session.turn, blob),
+        )
         if session.ticket:
             self.record_ticket(session.conversation_id, session.ticket)
 
     def load(self, conversation_id: str) -> Session | None:
         """The saved session, or None when the id is unknown (or was purged); CatalogError if it does not fit."""
-        with self._lock:
-            row = self._db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-        if row is None:
+        rows = self.db.execute("SELECT snapshot FROM conversations WHERE id = ?", (conversation_id,))
+        if not rows:
             return None
         try:
-            data = json.loads(row[0])
+            data = json.loads(rows[0]["snapshot"])
         except (ValueError, RecursionError):
             raise CatalogError("stored conversation", f"{conversation_id[:8]}…: not readable JSON") from None
         session = stored_session(data, conversation_id)
@@ -209,42 +191,42 @@ class History:
     def record_ticket(self, conversation_id: str, ticket: dict[str, Any]) -> bool:
         """Append a ticket version when it differs from the last one; True when one was added."""
         blob = json.dumps(ticket, ensure_ascii=False, sort_keys=True, default=str)
-        with self._lock, self._db:
-            last = self._db.execute(
+        with self.db.transaction() as conn:
+            # Two replicas saving one conversation at once must not both take the next version number.
+            self.db.lock(conn, f"supportbot.ticket:{conversation_id}")
+            last = conn.execute(
                 "SELECT version, ticket FROM ticket_versions WHERE conversation_id = ? ORDER BY version DESC LIMIT 1",
                 (conversation_id,),
             ).fetchone()
-            if last and last[1] == blob:
+            if last and last["ticket"] == blob:
                 return False
-            self._db.execute(
+            conn.execute(
                 "INSERT INTO ticket_versions (conversation_id, version, created_at, ticket) VALUES (?, ?, ?, ?)",
-                (conversation_id, (last[0] + 1) if last else 1, self._clock(), blob),
+                (conversation_id, (last["version"] + 1) if last else 1, self._clock(), blob),
             )
         return True
 
     def ticket_versions(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every ticket version, oldest first: ``{"version", "saved_at", "ticket"}``."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT version, created_at, ticket FROM ticket_versions WHERE conversation_id = ? ORDER BY version",
-                (conversation_id,),
-            ).fetchall()
-        return [{"version": v, "saved_at": ts, "ticket": json.loads(t)} for v, ts, t in rows]
+        rows = self.db.execute(
+            "SELECT version, created_at, ticket FROM ticket_versions WHERE conversation_id = ? ORDER BY version",
+            (conversation_id,),
+        )
+        return [{"version": r["version"], "saved_at": r["created_at"], "ticket": json.loads(r["ticket"])} for r in rows]
 
     def purge_older_than(self, days: int, now: float | None = None) -> int:
         """Delete conversations (and their tickets) untouched for ``days``; returns how many went."""
         cutoff = (self._clock() if now is None else now) - days * 86_400
-        with self._lock, self._db:
-            ids = [r[0] for r in self._db.execute("SELECT id FROM conversations WHERE updated_at < ?", (cutoff,))]
-            self._db.executemany("DELETE FROM ticket_versions WHERE conversation_id = ?", [(i,) for i in ids])
-            self._db.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
-            # Versions whose conversation was never saved (or is already gone) expire by their own age.
-            self._db.execute(
+        with self.db.transaction() as conn:
+            # Counted by what this transaction deleted: a replica purging at the same moment deletes the rest.
+            gone = conn.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,)).rowcount
+            # Their versions (saved with them, so as old), and versions whose conversation was never saved.
+            conn.execute(
                 "DELETE FROM ticket_versions WHERE created_at < ? "
                 "AND conversation_id NOT IN (SELECT id FROM conversations)",
                 (cutoff,),
             )
-        return len(ids)
+        return gone
 
     # ------------------------------------------------------------ export / import
 

@@ -8,43 +8,33 @@ every visitor, every time. A reloaded (``?c=``) conversation that continues unde
 starts from a *copy* of its original's sandbox: it sees the refunds it remembers, and nothing
 it does reaches the original.
 
-Tables (plain SQL, portable to PostgreSQL: composite keys, no row ids or autoincrement):
-``sandboxes`` (one row per sandbox, for retention), ``order_changes`` (the overlaid order
-columns), ``refunds`` and ``escalations`` (both keyed by sandbox). Numbers a conversation sees
-(refund ids, queue positions) count within its sandbox only.
+Tables (created by ``storage.migrations``; composite keys, no row ids): ``sandboxes`` (one row
+per sandbox, for retention), ``order_changes`` (the overlaid order columns), ``refunds`` and
+``escalations`` (both keyed by sandbox). Numbers a conversation sees (refund ids, queue
+positions) count within its sandbox only. A sandbox's writes are serialised by a lock on its
+row in ``sandboxes``, taken first in each write transaction: under PostgreSQL, replicas
+writing to one sandbox take turns; under SQLite the file's write lock already does.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
+
+from supportbot.storage.db import Connection
+from supportbot.storage.migrations import LEGACY
 
 if TYPE_CHECKING:
     from supportbot.storage.demo_data import Policy
     from supportbot.storage.store import Store
 
+__all__ = ["LEGACY", "MAX_KEY_CHARS", "Sandbox", "open_sandbox", "purge"]
 MAX_KEY_CHARS = 100
-LEGACY = "legacy"  # the sandbox that version-1 rows (one shared shop) were moved into
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS sandboxes (id TEXT PRIMARY KEY, created_at REAL NOT NULL, "
-    "touched_at REAL NOT NULL, forked_from TEXT)",
-    "CREATE INDEX IF NOT EXISTS sandboxes_touched ON sandboxes(touched_at)",
-    "CREATE TABLE IF NOT EXISTS order_changes (sandbox TEXT NOT NULL, order_id TEXT NOT NULL REFERENCES orders(id), "
-    "status TEXT NOT NULL, refunded_on TEXT, PRIMARY KEY (sandbox, order_id))",
-    "CREATE TABLE IF NOT EXISTS refunds (sandbox TEXT NOT NULL, refund_id INTEGER NOT NULL, "
-    "order_id TEXT NOT NULL REFERENCES orders(id), reason TEXT NOT NULL, "
-    "outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'denied')), amount REAL NOT NULL, "
-    "currency TEXT NOT NULL, explanation TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (sandbox, refund_id))",
-    "CREATE TABLE IF NOT EXISTS escalations (sandbox TEXT NOT NULL, ticket_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-    "reason TEXT NOT NULL, priority TEXT NOT NULL, summary TEXT NOT NULL, conversation_id TEXT, "
-    "status TEXT NOT NULL DEFAULT 'open', created_at TEXT NOT NULL, PRIMARY KEY (sandbox, ticket_id))",
-)
 # What a fork copies, and what a purge deletes, besides the sandboxes row itself.
 _TABLES = {
     "order_changes": ("order_id", "status", "refunded_on"),
@@ -99,53 +89,11 @@ def open_sandbox(store: Store, key: str, fork_of: str | None = None, now: float 
 def purge(store: Store, before: float) -> int:
     """Delete sandboxes untouched since ``before`` and every row they own (orphans too)."""
     with store.transaction() as conn:
-        gone = conn.execute("SELECT COUNT(*) FROM sandboxes WHERE touched_at < ?", (before,)).fetchone()[0]
+        gone = conn.execute("SELECT COUNT(*) AS n FROM sandboxes WHERE touched_at < ?", (before,)).scalar()
         conn.execute("DELETE FROM sandboxes WHERE touched_at < ?", (before,))
         for table in _TABLES:
             conn.execute(f"DELETE FROM {table} WHERE sandbox NOT IN (SELECT id FROM sandboxes)")
     return int(gone)
-
-
-# --- migration from version 1 (one shared shop) ---------------------------------------------------
-
-
-def rename_v1_tables(conn: sqlite3.Connection) -> bool:
-    """Move version 1's refunds and escalations aside (SQLite only: version 1 only ever ran there)."""
-    cols = {row[1] for row in conn.execute("PRAGMA table_info(refunds)")}
-    if not cols or "sandbox" in cols:
-        return False
-    conn.execute("ALTER TABLE refunds RENAME TO refunds_v1")
-    conn.execute("ALTER TABLE escalations RENAME TO escalations_v1")
-    return True
-
-
-def migrate_v1_rows(conn: sqlite3.Connection, restore_orders: Callable[[Any, list[str]], None]) -> None:
-    """Keep version 1's rows in the LEGACY sandbox, and put the orders they refunded back as seeded."""
-    now = time.time()
-    conn.execute("INSERT INTO sandboxes (id, created_at, touched_at) VALUES (?, ?, ?)", (LEGACY, now, now))
-    conn.execute(
-        "INSERT INTO refunds (sandbox, refund_id, order_id, reason, outcome, amount, currency, explanation, "
-        "created_at) SELECT ?, id, order_id, reason, outcome, amount, currency, explanation, created_at "
-        "FROM refunds_v1",
-        (LEGACY,),
-    )
-    conn.execute(
-        "INSERT INTO escalations (sandbox, ticket_id, seq, reason, priority, summary, conversation_id, status, "
-        "created_at) SELECT ?, ticket_id, rowid, reason, priority, summary, conversation_id, status, created_at "
-        "FROM escalations_v1",
-        (LEGACY,),
-    )
-    refunded = [
-        r[0] for r in conn.execute("SELECT DISTINCT order_id FROM refunds_v1 WHERE outcome = 'approved'").fetchall()
-    ]
-    conn.executemany(
-        "INSERT INTO order_changes (sandbox, order_id, status, refunded_on) "
-        "SELECT ?, id, status, refunded_on FROM orders WHERE id = ?",
-        [(LEGACY, oid) for oid in refunded],
-    )
-    restore_orders(conn, refunded)
-    conn.execute("DROP TABLE refunds_v1")
-    conn.execute("DROP TABLE escalations_v1")
 
 
 # --- the view the tools use ------------------------------------------------------------------------
@@ -169,16 +117,24 @@ class Sandbox:
         return self.store.policy
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """The store's write transaction (a decision and its record commit together)."""
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on this sandbox (a decision and its record commit together), its row locked
+        first: what the transaction reads cannot change under it from another thread or replica."""
         with self.store.transaction() as conn:
+            self._lock(conn)
             yield conn
 
-    def _lock(self, conn: sqlite3.Connection) -> None:
-        """Touch this sandbox's row first: under PostgreSQL the row lock serialises writers of one sandbox, so
-        the next refund id and queue number (MAX + 1) cannot be taken twice; under SQLite the write
-        transaction already does, and the touch keeps retention from expiring a sandbox in use."""
-        conn.execute("UPDATE sandboxes SET touched_at = ? WHERE id = ?", (time.time(), self.key))
+    def _lock(self, conn: Connection) -> None:
+        """Touch this sandbox's row: under PostgreSQL the row lock serialises writers of one sandbox until
+        commit, so the next refund id and queue number (MAX + 1) cannot be taken twice, nor one order be
+        refunded twice; under SQLite the write transaction already does. The touch also keeps retention
+        from expiring a sandbox in use, and recreates one that retention removed meanwhile."""
+        now = time.time()
+        conn.execute(
+            "INSERT INTO sandboxes (id, created_at, touched_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET touched_at = excluded.touched_at",
+            (self.key, now, now),
+        )
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -209,15 +165,14 @@ class Sandbox:
         if outcome not in ("approved", "denied"):
             raise ValueError(f"outcome must be 'approved' or 'denied', not {outcome!r}")
         oid = normalize_order_id(order_id)
-        with self.store.transaction() as conn:
-            self._lock(conn)
+        with self.transaction() as conn:
             order = conn.execute("SELECT currency FROM orders WHERE id = ?", (oid,)).fetchone()
             if order is None:
                 raise KeyError(f"no order {oid}")
             created = _now_iso()
             refund_id = conn.execute(
-                "SELECT COALESCE(MAX(refund_id), 0) + 1 FROM refunds WHERE sandbox = ?", (self.key,)
-            ).fetchone()[0]
+                "SELECT COALESCE(MAX(refund_id), 0) + 1 AS next FROM refunds WHERE sandbox = ?", (self.key,)
+            ).scalar()
             conn.execute(
                 "INSERT INTO refunds (sandbox, refund_id, order_id, reason, outcome, amount, currency, explanation, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -257,17 +212,17 @@ class Sandbox:
         self, reason: str, priority: str, summary: str, conversation_id: str | None = None
     ) -> dict[str, Any]:
         """Open a hand-off ticket; its queue position counts the open tickets of this sandbox only."""
-        with self.store.transaction() as conn:
-            self._lock(conn)
-            ahead, last = conn.execute(
-                "SELECT COUNT(CASE WHEN status = 'open' THEN 1 END), COALESCE(MAX(seq), 0) FROM escalations "
-                "WHERE sandbox = ?",
+        with self.transaction() as conn:
+            counts = conn.execute(
+                "SELECT COUNT(CASE WHEN status = 'open' THEN 1 END) AS ahead, COALESCE(MAX(seq), 0) AS last "
+                "FROM escalations WHERE sandbox = ?",
                 (self.key,),
             ).fetchone()
+            ahead, last = int(counts["ahead"]), int(counts["last"])
             ticket_id = f"ESC-{secrets.token_hex(3).upper()}"
             # 16M ids per sandbox; checked inside the write transaction, so no unique-violation handling.
             while conn.execute(
-                "SELECT 1 FROM escalations WHERE sandbox = ? AND ticket_id = ?", (self.key, ticket_id)
+                "SELECT 1 AS taken FROM escalations WHERE sandbox = ? AND ticket_id = ?", (self.key, ticket_id)
             ).fetchone():
                 ticket_id = f"ESC-{secrets.token_hex(3).upper()}"
             created = _now_iso()
@@ -289,7 +244,7 @@ class Sandbox:
 
     def close_escalation(self, ticket_id: str) -> bool:
         """Mark an escalation of this sandbox closed; False when it has no open ticket with that id."""
-        with self.store.transaction() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE escalations SET status = 'closed' WHERE sandbox = ? AND ticket_id = ? AND status = 'open'",
                 (self.key, ticket_id),

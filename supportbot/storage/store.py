@@ -1,33 +1,31 @@
-"""SQLite store: the seeded demo shop (customers, orders, knowledge base) and its sandboxes.
+"""The store: the seeded demo shop (customers, orders, knowledge base) and its sandboxes.
 
-One connection in WAL mode, shared by asyncio handlers and worker threads behind a
-re-entrant lock. The demo data under ``assets/demo`` is validated (see
-``supportbot.storage.demo_data``) and seeded on first use; dates in it are day offsets from
-the seeding day so the demo stays fresh. The seeded rows are never modified: everything a
+It runs on a :class:`~supportbot.storage.db.Database` (SQLite in the data directory, or
+PostgreSQL shared by several replicas), whose schema ``storage.migrations`` creates. The demo
+data under ``assets/demo`` is validated (see ``supportbot.storage.demo_data``) and seeded on
+first use, once, whichever process gets there first; dates in it are day offsets from the
+seeding day so the demo stays fresh. The seeded rows are never modified: everything a
 conversation changes (refunds, escalations, order status) lives in its sandbox, keyed by a
-``sandbox`` column (see ``supportbot.storage.sandbox``), and reads overlay it.
-Other modules may keep their own tables in the same file via ``execute`` and
-``transaction``. The data model is plain SQL (no SQLite-only column types or row ids), so a
-PostgreSQL backend can implement the same methods; FTS5 for the knowledge base is the one
-SQLite-specific part.
+``sandbox`` column (see ``supportbot.storage.sandbox``), and reads overlay it. Other modules may
+keep their own tables in the same database via ``execute`` and ``transaction``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from supportbot.config import ASSETS_DIR
-from supportbot.errors import CatalogError, SupportbotError
+from supportbot.errors import CatalogError
 from supportbot.storage import sandbox as sandboxes
+from supportbot.storage.db import Connection, Database, sqlite_at
 from supportbot.storage.demo_data import CustomerEntry, OrderEntry, load_policy, read_entries, read_kb
+from supportbot.storage.migrations import ensure_schema
 
 DEFAULT_ASSETS = ASSETS_DIR
 ORDER_STATUSES = ("processing", "shipped", "delivered", "delayed", "cancelled", "refunded")
@@ -50,25 +48,6 @@ _STOPWORDS = frozenset(
 _MAX_QUERY_TERMS = 24
 QUERY_CHARS = 2000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS customers (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    tier TEXT NOT NULL, language TEXT NOT NULL, created_on TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS orders (
-    id TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES customers(id), status TEXT NOT NULL,
-    status_detail TEXT, ordered_on TEXT NOT NULL, shipped_on TEXT, eta TEXT, delivered_on TEXT,
-    cancelled_on TEXT, refunded_on TEXT, carrier TEXT, tracking_number TEXT,
-    items TEXT NOT NULL, total REAL NOT NULL, currency TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, ordered_on);
-CREATE TABLE IF NOT EXISTS kb_articles (
-    id TEXT PRIMARY KEY, title TEXT NOT NULL, category TEXT NOT NULL, body TEXT NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
-    id UNINDEXED, title, category, body, tokenize = 'porter unicode61 remove_diacritics 2');
-"""
-# The sandbox tables (see supportbot.storage.sandbox) are created after a possible migration
-# of the version-1 refunds and escalations tables, which had no sandbox column.
-SCHEMA_VERSION = 2
 # Order columns a sandbox may change; reads take them from order_changes when a row exists.
 _OVERLAY = ("status", "refunded_on")
 _ORDER_COLUMNS = (
@@ -100,16 +79,15 @@ _ORDER_SELECT = (
 SEEDED = ""  # the sandbox key that reads the seeded data as it is; never written
 
 
-def fts_query(text: str) -> str:
-    """Turn free text into a safe FTS5 query: quoted word tokens joined by OR ('' if none).
+def query_terms(text: str) -> list[str]:
+    """The words of free text worth searching for: lower-cased, stopwords dropped (unless that leaves none),
+    each once, at most _MAX_QUERY_TERMS. Plain ``\\w+`` tokens, so no backend's query syntax can hide in them.
 
     Reads the first ``QUERY_CHARS`` characters and skips "words" over 64 characters (a pasted
     token or blob is no search term), so a 1 MB query costs a slice."""
     tokens = [t for t in re.findall(r"\w+", text[:QUERY_CHARS].lower()) if len(t) <= 64]
     useful = [t for t in tokens if t not in _STOPWORDS] or tokens
-    unique = list(dict.fromkeys(useful))[:_MAX_QUERY_TERMS]
-    # \w+ tokens hold no double quotes, so quoting makes each a literal term.
-    return " OR ".join(f'"{t}"' for t in unique)
+    return list(dict.fromkeys(useful))[:_MAX_QUERY_TERMS]
 
 
 def normalize_order_id(order_id: str) -> str:
@@ -120,29 +98,21 @@ def normalize_order_id(order_id: str) -> str:
 
 
 class Store:
-    """The seeded demo shop and every conversation's sandbox of it, in one SQLite file."""
+    """The seeded demo shop and every conversation's sandbox of it, in one database."""
 
-    def __init__(self, path: Path, *, assets_dir: Path | None = None, today: date | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Database | Path | str, *, assets_dir: Path | None = None, today: date | None = None) -> None:
+        # A path opens (and owns) a SQLite file there; a Database is shared, and closed by its opener.
+        self._owns_db = not isinstance(db, Database)
+        self.db = sqlite_at(db) if self._owns_db else db
         self._demo_dir = (assets_dir or DEFAULT_ASSETS) / "demo"
         self._today = today
-        self._lock = threading.RLock()
-        self._depth = 0  # transaction nesting; only touched while holding the lock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL stays consistent after a crash and skips an fsync per commit.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
         try:
-            self._conn.executescript(_SCHEMA)
             self.policy = load_policy(self._demo_dir)
-            self._migrate()
+            ensure_schema(self.db, self._demo_dir)
             self._seed_if_empty()
         except BaseException:
-            self._conn.close()  # a bad asset must not leak an open handle on the file
+            if self._owns_db:
+                self.db.close()  # a bad asset must not leak an open handle on the file
             raise
 
     @property
@@ -152,38 +122,18 @@ class Store:
 
     # --- shared helpers for other modules -------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for BEGIN IMMEDIATE … COMMIT; roll back on error. Nested calls join the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self._conn
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
-            finally:
-                self._depth = 0
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """The database's write transaction (see ``Database.transaction``); nested calls join the outer one."""
+        return self.db.transaction()
 
-    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
-        """Run one parameterised statement under the lock; return its rows as dicts."""
-        with self._lock:
-            return [dict(row) for row in self._conn.execute(sql, params).fetchall()]
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one parameterised statement (in this thread's open transaction, if any); rows as dicts."""
+        return self.db.execute(sql, params)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._conn.close()
+        """Close the database when this store opened it (idempotent)."""
+        if self._owns_db:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -191,97 +141,64 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- schema ----------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        """Bring the sandbox tables to SCHEMA_VERSION; refuse a database written by newer code."""
-        with self.transaction() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 1
-            if version > SCHEMA_VERSION:
-                raise SupportbotError(
-                    f"{self.path}: the database has schema version {version}, newer than this code knows "
-                    f"({SCHEMA_VERSION}); upgrade supportbot or point SUPPORTBOT_DATA_DIR elsewhere"
-                )
-            legacy = sandboxes.rename_v1_tables(conn) if version < SCHEMA_VERSION else False
-            for statement in sandboxes.SCHEMA:
-                conn.execute(statement)
-            if legacy:
-                sandboxes.migrate_v1_rows(conn, self._restore_seeded_orders)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-
-    def _restore_seeded_orders(self, conn: sqlite3.Connection, order_ids: list[str]) -> None:
-        """Undo version 1's in-place refunds: put these orders back as the demo files seed them."""
-        seeded = conn.execute("SELECT value FROM meta WHERE key = 'seeded_on'").fetchone()
-        if seeded is None or not order_ids:
-            return
-        day = date.fromisoformat(seeded[0])
-        entries = {o.id: o for o in read_entries(self._demo_dir / "orders.json", OrderEntry, "order")}
-        for oid in order_ids:
-            entry = entries.get(oid)
-            if entry is not None:
-                refunded = entry.refunded_days_ago
-                conn.execute(
-                    "UPDATE orders SET status = ?, refunded_on = ? WHERE id = ?",
-                    (entry.status, None if refunded is None else (day - timedelta(days=refunded)).isoformat(), oid),
-                )
-
     # --- seeding ---------------------------------------------------------------------------
 
     def _seed_if_empty(self) -> None:
         with self.transaction() as conn:
-            # Checked inside the write transaction so two processes cannot both seed.
-            if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded_on'").fetchone():
+            # Checked under the seeding lock, inside the write transaction: two processes cannot both seed.
+            self.db.lock(conn, "supportbot.seed")
+            if conn.execute("SELECT 1 AS seeded FROM meta WHERE key = 'seeded_on'").fetchone():
                 return
-            customers = read_entries(self._demo_dir / "customers.json", CustomerEntry, "customer")
-            orders = read_entries(self._demo_dir / "orders.json", OrderEntry, "order")
-            articles = read_kb(self._demo_dir / "kb")
-            known = {c.id for c in customers}
-            for i, order in enumerate(orders):
-                if order.customer_id not in known:
-                    raise CatalogError(
-                        f"orders.json[{i}] (order {order.id})", f"customer_id: unknown customer {order.customer_id}"
-                    )
-            today = self.today
+            self._seed(conn)
 
-            def ago(days: int | None) -> str | None:
-                return None if days is None else (today - timedelta(days=days)).isoformat()
+    def _seed(self, conn: Connection) -> None:
+        customers = read_entries(self._demo_dir / "customers.json", CustomerEntry, "customer")
+        orders = read_entries(self._demo_dir / "orders.json", OrderEntry, "order")
+        articles = read_kb(self._demo_dir / "kb")
+        known = {c.id for c in customers}
+        for i, order in enumerate(orders):
+            if order.customer_id not in known:
+                raise CatalogError(
+                    f"orders.json[{i}] (order {order.id})", f"customer_id: unknown customer {order.customer_id}"
+                )
+        today = self.today
 
-            conn.executemany(
-                "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
-                [(c.id, c.name, c.email, c.tier, c.language, ago(c.created_days_ago)) for c in customers],
-            )
-            conn.executemany(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        o.id,
-                        o.customer_id,
-                        o.status,
-                        o.status_detail,
-                        ago(o.ordered_days_ago),
-                        ago(o.shipped_days_ago),
-                        None if o.eta_days is None else ago(-o.eta_days),
-                        ago(o.delivered_days_ago),
-                        ago(o.cancelled_days_ago),
-                        ago(o.refunded_days_ago),
-                        o.carrier,
-                        o.tracking_number,
-                        json.dumps([i.model_dump() for i in o.items]),
-                        o.total,
-                        o.currency,
-                    )
-                    for o in orders
-                ],
-            )
-            rows = [(a.id, a.title, a.category, a.body) for a in articles]
-            conn.executemany("INSERT INTO kb_articles VALUES (?, ?, ?, ?)", rows)
-            conn.executemany("INSERT INTO kb_fts (id, title, category, body) VALUES (?, ?, ?, ?)", rows)
-            conn.execute("INSERT INTO meta VALUES ('seeded_on', ?)", (today.isoformat(),))
+        def ago(days: int | None) -> str | None:
+            return None if days is None else (today - timedelta(days=days)).isoformat()
+
+        conn.executemany(
+            "INSERT INTO customers (id, name, email, tier, language, created_on) VALUES (?, ?, ?, ?, ?, ?)",
+            [(c.id, c.name, c.email, c.tier, c.language, ago(c.created_days_ago)) for c in customers],
+        )
+        conn.executemany(
+            f"INSERT INTO orders ({', '.join(_ORDER_COLUMNS)}) VALUES ({', '.join('?' * len(_ORDER_COLUMNS))})",
+            [
+                (
+                    o.id,
+                    o.customer_id,
+                    o.status,
+                    o.status_detail,
+                    ago(o.ordered_days_ago),
+                    ago(o.shipped_days_ago),
+                    None if o.eta_days is None else ago(-o.eta_days),
+                    ago(o.delivered_days_ago),
+                    ago(o.cancelled_days_ago),
+                    ago(o.refunded_days_ago),
+                    o.carrier,
+                    o.tracking_number,
+                    json.dumps([i.model_dump() for i in o.items]),
+                    o.total,
+                    o.currency,
+                )
+                for o in orders
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO kb_articles (id, title, category, body) VALUES (?, ?, ?, ?)",
+            [(a.id, a.title, a.category, a.body) for a in articles],
+        )
+        self.db.index_kb(conn)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('seeded_on', ?)", (today.isoformat(),))
 
     # --- customers and orders ----------------------------------------------------------------
 
@@ -302,7 +219,7 @@ class Store:
             raise ValueError("get_customer needs email or customer_id")
         clauses, params = [], []
         if email is not None:
-            clauses.append("email = ? COLLATE NOCASE")
+            clauses.append("lower(email) = lower(?)")
             params.append(email.strip())
         if customer_id is not None:
             clauses.append("id = ?")
@@ -332,17 +249,7 @@ class Store:
     # --- knowledge base ------------------------------------------------------------------------
 
     def search_kb(self, query: str, top_k: int = 3) -> list[dict[str, Any]]:
-        """Best-matching articles by bm25: ``{id, title, category, snippet, score}``, higher score first."""
-        match = fts_query(query)
-        if not match:
-            return []
-        # bm25 weights per column (id, title, category, body): a title hit counts most.
-        rows = self.execute(
-            "SELECT id, title, category, snippet(kb_fts, 3, '**', '**', '…', 24) AS snippet, "
-            "bm25(kb_fts, 0.0, 4.0, 2.0, 1.0) AS rank FROM kb_fts WHERE kb_fts MATCH ? "
-            "ORDER BY rank LIMIT ?",
-            (match, max(1, min(top_k, 50))),  # LIMIT -1 would mean "no limit" in SQLite
-        )
-        for row in rows:
-            row["score"] = round(-row.pop("rank"), 3)  # bm25 is lower-is-better; flip it
-        return rows
+        """Best-matching articles by bm25, title > category > body: ``{id, title, category, snippet, score}``,
+        higher score first (the backends stem English a little differently; the ranking is the same)."""
+        terms = query_terms(query)
+        return self.db.search_kb(terms, max(1, min(top_k, 50))) if terms else []
