@@ -15,13 +15,17 @@ Every discarded attempt is still a request: the SDK says how many it took
 from the SDK's own retry rule, so each becomes a "retry" usage record.
 Spending: each request is reserved from the turn's ``Budget`` (``supportbot.limits``) before it
 is sent and settled with its attempts after, so a spent budget stops a turn between requests.
+Approval: before a call SUPPORTBOT_CONFIRM_TOOLS names, the turn pauses (``ApprovalRequested``, then
+Done with finish reason "approval"); ``resume_turn`` finishes that round and goes on
+(``supportbot.tools.rounds``). A turn continued elsewhere (a fallback model, an approval) passes
+``steps_done``, so the step limit counts the whole turn.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -31,14 +35,13 @@ from supportbot.client import ClientFactory, sdk_attempts
 from supportbot.config import Settings, redact
 from supportbot.errors import ApiError, LimitReached
 from supportbot.events import (
+    ApprovalRequested,
     Done,
     ErrorEvent,
     Event,
     Notice,
     RoundCompleted,
     TextDelta,
-    ToolCallFinished,
-    ToolCallStarted,
     UsageRecord,
     UsageReported,
 )
@@ -46,6 +49,7 @@ from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
+from supportbot.tools.rounds import Call, confirm_set, finish_round, run_calls
 
 SYSTEM_PROMPT = "\n".join(
     [
@@ -60,16 +64,9 @@ SYSTEM_PROMPT = "\n".join(
 
 
 @dataclass
-class _Call:
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-@dataclass
 class _Round:
     text: str = ""
-    calls: dict[int, _Call] = field(default_factory=dict)
+    calls: dict[int, Call] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Any = None
     ttft_ms: float | None = None
@@ -83,6 +80,7 @@ class Agent:
         self.settings = settings
         self.clients = clients
         self.registry = registry
+        self.confirm = confirm_set(settings.confirm_tools, registry)  # a bad name stops start-up, named
 
     async def run_turn(
         self,
@@ -93,8 +91,10 @@ class Agent:
         turn: int = 0,
         system_prompt: str = SYSTEM_PROMPT,
         budget: Budget = NO_LIMIT,
+        steps_done: int = 0,
     ) -> AsyncIterator[Event]:
-        """Stream one turn's events; ``history`` ends with the new user message and is not modified.
+        """Stream one turn's events; ``history`` ends with the new user message (and any tool rounds the turn
+        completed before, ``steps_done`` of them) and is not modified.
 
         Every request is reserved from ``budget`` before it is sent and settled with the SDK's
         attempts after; when the budget is spent the turn ends with an ErrorEvent of kind "limit"."""
@@ -102,7 +102,7 @@ class Agent:
         added: list[dict[str, Any]] = []
         tools = self.registry.schemas() if model.capabilities.tools else None
         text = ""
-        for step in range(self.settings.max_tool_steps + 1):
+        for step in range(steps_done, self.settings.max_tool_steps + 1):
             purpose = "answer" if step == 0 else "tool_round"
             rnd = _Round()
             try:
@@ -153,18 +153,15 @@ class Agent:
                     for c in calls
                 ],
             }
-            messages.append(assistant)
-            added.append(assistant)
-            for c in calls:
-                yield ToolCallStarted(c.id, c.name, c.arguments)
-                result = await self.registry.run(c.id, c.name, c.arguments, ctx)
-                yield ToolCallFinished(
-                    c.id, c.name, result.arguments, result.ok, result.result, result.error, result.duration_ms
-                )
-                tool_msg = {"role": "tool", "tool_call_id": c.id, "content": result.content()}
-                messages.append(tool_msg)
-                added.append(tool_msg)
-            yield RoundCompleted([assistant, *messages[len(messages) - len(calls) :]])
+            partial = [assistant]
+            async for event in run_calls(self.registry, calls, ctx, self.confirm, partial, step + 1):
+                yield event
+                if isinstance(event, ApprovalRequested):
+                    yield Done(text, [*added, *partial], "approval")
+                    return
+            messages += partial
+            added += partial
+            yield RoundCompleted(partial)
         steps = self.settings.max_tool_steps
         yield ErrorEvent(
             "step_limit",
@@ -172,6 +169,31 @@ class Agent:
             "Rephrase the request, or raise SUPPORTBOT_MAX_TOOL_STEPS.",
         )
         yield Done(text, added, "step_limit", ok=False)
+
+    async def resume_turn(
+        self,
+        history: list[dict[str, Any]],
+        paused: ApprovalRequested,
+        approved: bool,
+        model: ModelInfo,
+        ctx: ToolContext,
+        *,
+        turn: int = 0,
+        budget: Budget = NO_LIMIT,
+    ) -> AsyncIterator[Event]:
+        """Finish a round paused for approval (the call run, or answered with DENIED, then the round's other
+        calls), then go on with the turn; ``history`` ends with the rounds completed before the paused one."""
+        partial = list(paused.partial)
+        async for event in finish_round(self.registry, paused, approved, ctx, self.confirm, partial):
+            yield event
+            if isinstance(event, ApprovalRequested):
+                yield Done("", partial, "approval")
+                return
+        yield RoundCompleted(partial)
+        rest = self.run_turn([*history, *partial], model, ctx, turn=turn, budget=budget, steps_done=paused.steps)
+        async for event in rest:
+            # What the turn adds to memory includes the round finished here.
+            yield replace(event, messages=[*partial, *event.messages]) if isinstance(event, Done) else event
 
     async def _stream(self, messages, model: ModelInfo, tools, rnd: _Round, started: float) -> AsyncIterator[str]:
         """One streamed request; fills ``rnd`` and yields content deltas."""
@@ -214,7 +236,7 @@ class Agent:
                     for tc in delta.tool_calls or ():
                         if rnd.ttft_ms is None:
                             rnd.ttft_ms = (time.perf_counter() - started) * 1000
-                        call = rnd.calls.setdefault(tc.index, _Call())
+                        call = rnd.calls.setdefault(tc.index, Call())
                         if tc.id:
                             call.id = tc.id
                         if tc.function is not None:

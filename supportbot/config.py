@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from supportbot.errors import ConfigError
 
@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "require_login": "SUPPORTBOT_REQUIRE_LOGIN",
     "trusted_proxies": "SUPPORTBOT_TRUSTED_PROXIES",
     "queue_size": "SUPPORTBOT_QUEUE_SIZE",
+    "confirm_tools": "SUPPORTBOT_CONFIRM_TOOLS",
 }
 
 # Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.
@@ -65,6 +66,8 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "allow_extraction": False,
     "trusted_proxies": 1,  # the Space's own proxy appends the visitor's address to X-Forwarded-For
     "retention_days": 30,
+    # A stranger's refund or escalation waits for a click: the owner's demo shop, the owner's key.
+    "confirm_tools": ("request_refund", "escalate_to_human"),
 }
 # Waiting chat events allowed per running one before the queue refuses more ("busy, try again").
 QUEUE_PER_SLOT = 2
@@ -127,6 +130,18 @@ class Settings(BaseModel):
     require_login: bool = False
     trusted_proxies: int = Field(0, ge=0, le=10)
     queue_size: int | None = Field(None, ge=1, le=100_000)
+    # Tools the agent pauses before, until a human approves or denies the call; "none" for none. The names
+    # are checked against the tool registry when the agent is made (ConfigError naming the unknown one).
+    confirm_tools: tuple[str, ...] = ()
+
+    @field_validator("confirm_tools", mode="before")
+    @classmethod
+    def _tool_list(cls, value: Any) -> Any:
+        """'request_refund, escalate_to_human' -> a tuple of names; 'none' -> none."""
+        if isinstance(value, str):
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            value = [] if [n.lower() for n in names] == ["none"] else names
+        return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
 
     @classmethod
     def load(

@@ -154,6 +154,11 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     stop_btn=True,
                 )
                 meter = gr.HTML(render.context_meter(Session()))
+                # Shown only while a call awaits a human's approval (SUPPORTBOT_CONFIRM_TOOLS).
+                with gr.Row(visible=False, equal_height=True, elem_classes="sb-approval") as approval_row:
+                    approval_md = gr.Markdown()
+                    approve_btn = gr.Button("✅ Approve", variant="primary", size="sm", min_width=110, scale=0)
+                    deny_btn = gr.Button("🚫 Deny", variant="stop", size="sm", min_width=110, scale=0)
                 with gr.Row(elem_classes="sb-examples"):
                     example_btns = [gr.Button(label, size="sm", min_width=60) for label, _, _ in EXAMPLES]
             with gr.Column(scale=9, min_width=420, elem_classes="sb-panels"):
@@ -200,6 +205,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         load_id = gr.Textbox(visible=False)
         session_btn = gr.Button(visible=False)
         load_btn = gr.Button(visible=False)
+        approve_id, approve_answer = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        approve_api = gr.Button(visible=False)
 
         live_outputs = [chatbot, tool_html, route_html, meter]
         detail_outputs = [tool_json, ticket_html, ticket_json, usage_html, usage_plot]
@@ -223,23 +230,56 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             )
             event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
             turn_events.append(event)
+        # Approving or denying resumes the paused turn in an event of its own (the pause held no slot).
+        resume_outputs = [*live_outputs, state]
+        resume_events = [
+            approve_api.click(
+                pg.approve,
+                [approve_id, approve_answer, state],
+                resume_outputs,
+                api_name="approve",
+                concurrency_limit=limit,
+            ),
+            approve_btn.click(
+                pg.approve_click,
+                [steps, ticket_mode, state],
+                resume_outputs,
+                api_visibility="private",
+                concurrency_limit=limit,
+            ),
+            deny_btn.click(
+                pg.deny_click,
+                [steps, ticket_mode, state],
+                resume_outputs,
+                api_visibility="private",
+                concurrency_limit=limit,
+            ),
+        ]
+        for event in resume_events:
+            event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
+        turn_events += resume_events
+        for event in [*turn_events]:  # the bar follows the session after every turn, paused or finished
+            event.then(pg.approval_bar, [state], [approval_row, approval_md], api_visibility="private")
         msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
         steps.change(pg.steps_changed, [steps, state], live_outputs, api_visibility="private")
         plan.change(pg.details, [state, plan], detail_outputs, api_visibility="private")
         # A turn still streaming into the old session would otherwise write it back into the state.
+        bar = {"fn": pg.approval_bar, "inputs": [state], "outputs": [approval_row, approval_md]}
         new_btn.click(
             pg.new_conversation, [steps, plan], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events
-        )
+        ).then(**bar, api_visibility="private")
         session_btn.click(pg.session_payload, [state], [session_json], api_name="session")
         load_btn.click(pg.load, [load_id, state], [session_json, state], api_name="load").then(
             pg.redraw, [steps, state, plan], outputs, api_visibility="private"
+        ).then(**bar, api_visibility="private")
+        demo.load(pg.page_load, [steps, state, plan], [*outputs, state], api_visibility="private").then(
+            **bar, api_visibility="private"
         )
-        demo.load(pg.page_load, [steps, state, plan], [*outputs, state], api_visibility="private")
         export_btn.click(pg.export, [state], [export_files, share_md], api_name="export")
         import_btn.upload(
             pg.import_conversation, [import_btn, steps, state, plan], [*outputs, state], api_visibility="private"
-        )
+        ).then(**bar, api_visibility="private")
     return demo
 
 
