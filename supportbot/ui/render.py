@@ -204,7 +204,7 @@ def pending_steps(pending: dict[str, Any]) -> list[dict[str, Any]]:
         + "\n⏸️ Waiting for a human agent: **Approve** runs it, **Deny** tells the model it was not approved."
     )
     name = md_escape(str(pending["name"]))
-    meta = {"title": f"⏸️ {name} awaits approval", "status": "pending", "log": md_escape(str(pending["call_id"]))}
+    meta = {"title": f"⏸️ {name} awaits approval", "status": "pending", "log": _short(view.get("arguments"), 60)}
     out.append({"role": "assistant", "content": body, "metadata": meta})
     return out
 
@@ -214,7 +214,8 @@ def approval_prompt(pending: dict[str, Any] | None) -> str:
     if not pending:
         return ""
     name, call_id = md_escape(str(pending["name"])), md_escape(str(pending["call_id"]))
-    return f"⏸️ **{name}** (call {call_id}) awaits a human agent's approval."
+    args = md_escape(_short((pending_view(pending) or {}).get("arguments"), 90))
+    return f"⏸️ **{name}** {args} awaits a human agent's approval (call {call_id})."
 
 
 def context_meter(session: Session) -> str:
