@@ -5,20 +5,24 @@ Run `python app.py`; configuration comes from the environment and `.env` (see RE
 
 from __future__ import annotations
 
+import os
 import sys
 
-from supportbot.config import Settings
+from supportbot.config import Settings, redact
 from supportbot.errors import SupportbotError
 from supportbot.ui.app import build_app, launch_options, prepare, queue_options
 
 
 def main() -> int:
+    settings = None
     try:
         settings = Settings.load()
         options = launch_options(settings)
         demo = build_app(settings, prepare(settings))
     except SupportbotError as exc:
-        print(f"supportbot cannot start: {exc}", file=sys.stderr)
+        # Masked like every message: a start-up error must not print the key (from the env or .env).
+        key = settings.api_key.get_secret_value() if settings and settings.api_key else os.environ.get("OXLO_API_KEY")
+        print(f"supportbot cannot start: {redact(str(exc), key)}", file=sys.stderr)
         return 2
     demo.queue(**queue_options(settings)).launch(**options)
     return 0

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 import openai
 
-from supportbot.client import ClientFactory, sdk_attempts
-from supportbot.config import Settings, redact
+from supportbot.client import ClientFactory, describe_api_error, sdk_attempts
+from supportbot.config import Settings
 from supportbot.errors import ApiError, LimitReached
 from supportbot.events import (
     ApprovalRequested,
@@ -317,84 +317,3 @@ def _retries(discarded: int, model_id: str, turn: int) -> list[UsageRecord]:
     """A "retry" record for each attempt the SDK made and discarded (429, 5xx...). Their tokens
     are not known (and are usually not billed); they still count as requests."""
     return [UsageRecord(model_id, "retry", 0, 0, False, 0.0, None, turn) for _ in range(discarded)]
-
-
-def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
-    """Turn an SDK error into an ApiError whose message says what to do."""
-    status = getattr(exc, "status_code", None)
-    detail = redact(_server_message(exc), settings.api_key.get_secret_value() if settings.api_key else None)
-    n = settings.max_retries + 1
-    attempts = f"{n} attempt{'s' if n != 1 else ''}"
-    if isinstance(exc, openai.APITimeoutError):
-        return ApiError(
-            "timeout",
-            f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: "
-            "try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.",
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return ApiError(
-            "connection",
-            f"Could not reach {base_url} ({attempts}): {exc.__cause__ or exc}. Check OXLO_BASE_URL and your network.",
-        )
-    if isinstance(exc, openai.AuthenticationError):
-        return ApiError(
-            "auth",
-            f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.PermissionDeniedError):
-        plan = settings.plan.title()
-        needs = (
-            f"Oxlo does not publish {model.name}'s tier"
-            if model.tier == "unknown"
-            else f"{model.name} needs the {model.tier.title()} tier"
-        )
-        return ApiError(
-            "forbidden",
-            f"Not allowed (403) on your {plan} plan (SUPPORTBOT_PLAN): {needs}, or a plan limit was reached. Choose "
-            f"a model your plan includes (Auto routes only to those) or upgrade. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.NotFoundError):
-        return ApiError(
-            "not_found",
-            f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in "
-            f"the catalog may not be served. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.RateLimitError):
-        return ApiError(
-            "rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status
-        )
-    if isinstance(exc, openai.BadRequestError):
-        code = str(getattr(exc, "code", "") or "")
-        if "context" in code or "context length" in detail.lower() or "maximum context" in detail.lower():
-            return ApiError(
-                "context_length",
-                f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach "
-                f"a shorter log, pick a long-context model, or start a new conversation. {detail}",
-                status,
-            )
-        return ApiError("bad_request", f"The service rejected the request (400): {detail}", status)
-    if isinstance(exc, openai.APIStatusError) and status and status >= 500:
-        return ApiError(
-            "server",
-            f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try "
-            f"again shortly or choose another model. {detail}",
-            status,
-        )
-    return ApiError(
-        "server" if status is None else "bad_request",
-        f"The model service failed ({status or type(exc).__name__}): {detail or exc}",
-        status,
-    )
-
-
-def _server_message(exc: openai.APIError) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error")
-        msg = err.get("message") if isinstance(err, dict) else body.get("message")
-        if msg:
-            return f"Server said: {str(msg)[:300]}"
-    return ""

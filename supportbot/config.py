@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "require_login": "SUPPORTBOT_REQUIRE_LOGIN",
     "trusted_proxies": "SUPPORTBOT_TRUSTED_PROXIES",
     "queue_size": "SUPPORTBOT_QUEUE_SIZE",
+    "max_text_chars": "SUPPORTBOT_MAX_TEXT_CHARS",
     "confirm_tools": "SUPPORTBOT_CONFIRM_TOOLS",
 }
 
@@ -130,6 +131,8 @@ class Settings(BaseModel):
     require_login: bool = False
     trusted_proxies: int = Field(0, ge=0, le=10)
     queue_size: int | None = Field(None, ge=1, le=100_000)
+    # Typed text longer than this becomes a log attachment when it reads as a log, else it is refused.
+    max_text_chars: int = Field(200_000, ge=1_000, le=100_000_000)
     # Tools the agent pauses before, until a human approves or denies the call; "none" for none. The names
     # are checked against the tool registry when the agent is made (ConfigError naming the unknown one).
     confirm_tools: tuple[str, ...] = ()
@@ -211,8 +214,28 @@ class Settings(BaseModel):
             raise ConfigError("OXLO_BASE_URL", f"must start with http:// or https:// (got {self.base_url!r})")
 
 
+# A run of the key's first characters this long is masked too: enough of a key to matter.
+REDACT_PREFIX_CHARS = 8
+
+
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` masked; servers sometimes echo a rejected key."""
+    """``text`` with ``secret`` masked as ``***``: every occurrence, and every run of its first
+    ``REDACT_PREFIX_CHARS`` or more characters (a key cut off by a truncation, or echoed in part).
+
+    The one place the key is masked: apply it to every message shown, stored, logged or exported,
+    and before any truncation (a cut can split the key and leave a prefix no full match finds)."""
     if not secret or len(secret) < 4:
         return text
-    return text.replace(secret, "***")
+    if len(secret) < REDACT_PREFIX_CHARS:
+        return text.replace(secret, "***")
+    head = secret[:REDACT_PREFIX_CHARS]
+    out: list[str] = []
+    pos = 0
+    while (at := text.find(head, pos)) >= 0:
+        end = at + len(head)
+        while end - at < len(secret) and end < len(text) and text[end] == secret[end - at]:
+            end += 1  # the match goes on as far as the text keeps following the key
+        out += [text[pos:at], "***"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,7 +1,9 @@
 """One turn, end to end: prepare -> stream -> commit.
 
-* prepare: read the attachments, route the turn, fork a reloaded conversation, record the
-  customer's message and the notices (a reduced log, compacted history);
+* prepare: read the attachments (and any earlier log the message asks about), route the
+  turn on the history as it will be sent (earlier logs as their analysis), fork a reloaded
+  conversation, record the customer's message and the notices (a reduced or cut-off log,
+  compacted history);
 * stream: run the agent and record each event in the session as it arrives; when the model
   fails before any answer text (``routing.fallback``), run the turn once more on the next
   fallback, keeping any completed tool rounds (their refunds happened: they must not run twice,
@@ -12,7 +14,8 @@
 
 This is the layer the UI calls. It knows nothing of Gradio (the UI passes a plain progress
 callback) and nothing of the SDK beyond the agent and ticket extraction. A failed or stopped
-turn never corrupts the history.
+turn never corrupts the history. Work that grows with the input (reading files, routing,
+tickets, saves) runs in worker threads; images decode on their own few.
 """
 
 from __future__ import annotations
@@ -20,29 +23,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from supportbot import approval, housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
-from supportbot.attachments import message
-from supportbot.attachments.images import PreparedImage, prepare_image
-from supportbot.attachments.intake import Attachments, sort_files
+from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
+from supportbot.attachments.intake import Attachments, log_limits, sort_files
+from supportbot.attachments.logs import LogFile, open_log
+from supportbot.attachments.message import fence_logs, image_meta, user_message, with_images
 from supportbot.errors import SupportbotError
 from supportbot.events import (
-    ApprovalRequested,
-    Done,
     ErrorEvent,
     Event,
     FallbackStarted,
     Notice,
-    RoundCompleted,
     RouteChosen,
     RouteDecision,
-    TextDelta,
     TicketUpdated,
-    ToolCallFinished,
-    UsageReported,
 )
 from supportbot.limits import NO_LIMIT, Budget, cap_turn
 from supportbot.routing import tokens
@@ -50,19 +49,22 @@ from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.fallback import FALLBACK_KINDS, demote, failure_label
 from supportbot.routing.router import TurnFacts, route
 from supportbot.services import Services
-from supportbot.session import Session, new_conversation_id
+from supportbot.session import Session
 from supportbot.ticket.record import Ticket
 from supportbot.tools import REGISTRY, ToolContext
 from supportbot.turn_state import (
     TurnState,
+    claim,
     extracted_ticket,
-    fallback_failed,
     fallback_for,
+    fork,
     inline_ticket,
     pending_record,
+    record,
     resumed,
     switch,
 )
+from supportbot.vocabulary import cut_off_note
 
 Progress = Callable[[float, str], None]
 
@@ -73,6 +75,7 @@ class TurnRunner:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._last_purge = float("-inf")
+        self._decoder = ThreadPoolExecutor(DECODES_AT_ONCE, thread_name_prefix="supportbot-decode")
         # The system prompt and tool schemas never change: estimate them once, not every turn.
         self._overhead_tokens = tokens.estimate_tokens(SYSTEM_PROMPT) + tokens.estimate_tools(REGISTRY.schemas())
 
@@ -87,13 +90,17 @@ class TurnRunner:
         """A stored conversation, shown as stored; its next turn continues under a new id."""
         return self.s.history.load(conversation_id)
 
-    def facts(self, session: Session, text: str, found: Attachments) -> TurnFacts:
-        """What the router needs for this turn."""
+    def facts(
+        self, session: Session, text: str, found: Attachments, sent: list[dict[str, Any]] | None = None
+    ) -> TurnFacts:
+        """What the router needs for this turn; ``sent`` is the history as the request carries it
+        (``memory.sent_history``, the default)."""
+        sent = memory.sent_history(session.history) if sent is None else sent
         return TurnFacts(
             text=text,
             images=len(found.images),
             log_tokens=sum(log.est_tokens for log in found.logs),
-            history_tokens=tokens.estimate_messages(session.history),
+            history_tokens=tokens.estimate_messages(sent),
             overhead_tokens=self._overhead_tokens,
             output_tokens=self.s.settings.max_output_tokens,
             history=[
@@ -101,9 +108,16 @@ class TurnRunner:
             ],
         )
 
-    def decide(self, session: Session, text: str, found: Attachments, selected: str | None) -> RouteDecision:
-        """Route a turn (cheap, no request), models that failed in the last minutes tried last."""
-        decision = route(self.facts(session, text, found), self.s.catalog, self.s.policy, selected)
+    def decide(
+        self,
+        session: Session,
+        text: str,
+        found: Attachments,
+        selected: str | None,
+        sent: list[dict[str, Any]] | None = None,
+    ) -> RouteDecision:
+        """Route a turn (no request is made), models that failed in the last minutes tried last."""
+        decision = route(self.facts(session, text, found, sent), self.s.catalog, self.s.policy, selected)
         return demote(decision, self.s.catalog, self.s.cooldown.cooling(), images=bool(found.images))
 
     async def run(
@@ -127,7 +141,7 @@ class TurnRunner:
         approval.refuse_new_message(session)
         mode = self._ticket_mode(ticket_mode)
         await budget.check()
-        self._claim(session)
+        claim(session)
         report = progress or (lambda _f, _d: None)
         try:
             turn = await self._prepare(session, text, list(files or []), selected, report)
@@ -158,11 +172,11 @@ class TurnRunner:
         if pending["model"] not in self.s.catalog:
             raise SupportbotError(f"The paused call's model {pending['model']!r} is no longer in the catalog.")
         await budget.check()
-        self._claim(session)
+        claim(session)
         try:
-            fork_of = self._fork(session)
+            fork_of = fork(session)
             sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
-            turn, paused = resumed(session, pending, self.s.catalog)
+            turn, paused = await asyncio.to_thread(resumed, session, pending, self.s.catalog)
             turn.sandbox, turn.budget = sandbox, budget
             session.pending_call = None  # taken: approving the same call twice is refused
             await asyncio.to_thread(self.s.history.save, session)
@@ -187,22 +201,13 @@ class TurnRunner:
             )
         return mode
 
-    @staticmethod
-    def _claim(session: Session) -> None:
-        # Checked and set before the first await: two turns at once would each overwrite the other's history.
-        if session.busy:
-            raise SupportbotError(
-                "This conversation is still answering the previous message: wait for it, or press stop."
-            )
-        session.busy = True
-
     async def _drive(self, session: Session, turn: TurnState, mode: str, first: Any = None) -> AsyncIterator[Event]:
         """Stream the turn, then commit it (or record the stop)."""
         try:
             async for event in self._stream(session, turn, first):
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            self._commit_stopped(session, turn)
+            await self._commit_stopped(session, turn)
             raise
         async for event in self._commit(session, turn, mode):
             yield event
@@ -214,52 +219,68 @@ class TurnRunner:
     ) -> TurnState:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
-        decision = self.decide(session, text, found, selected)
+        # A log is sent once: earlier logs travel as their analysis, unless this message asks about
+        # one (then it goes along again, as an attachment) or attaches it again.
+        resent = await asyncio.to_thread(self._logs_asked_about, session, text, found)
+        found.logs += resent
+        sent = await asyncio.to_thread(memory.sent_history, session.history)
+        # Estimating the history and reading the text for keywords grow with the input: off the loop.
+        decision = await asyncio.to_thread(self.decide, session, text, found, selected, sent)
         if (cap := self.s.settings.max_input_tokens_per_turn) and decision.est_tokens > cap:
-            decision = cap_turn(decision, self.facts(session, text, found), cap, self.s.policy.safety_margin)
+            facts = await asyncio.to_thread(self.facts, session, text, found, sent)
+            decision = cap_turn(decision, facts, cap, self.s.policy.safety_margin)
         model = self.s.catalog.get(decision.model)
-        images = [await asyncio.to_thread(self._image, path, model) for path in found.images]
+        images = [await self._prepared(path, model) for path in found.images]
         progress(0.3, "Preparing logs")
-        log_blocks, log_meta = await asyncio.to_thread(message.log_blocks, found.logs, decision.reduce_logs_to)
+        log_blocks, log_meta = await asyncio.to_thread(fence_logs, found.logs, decision.reduce_logs_to)
+        for info in log_meta[len(log_meta) - len(resent) :]:
+            info["resent"] = True
         # Nothing above changed the session: bad input leaves it as it was.
-        fork_of = self._fork(session)
+        fork_of = fork(session)
         # The conversation's own view of the demo shop; a fork starts from a copy of its original's.
         sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
         session.turn += 1
         number = session.turn
-        attachments = [message.image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
+        attachments = [image_meta(im, path) for im, path in zip(images, found.images, strict=True)] + log_meta
         session.messages.append({"role": "user", "content": text, "attachments": attachments, "turn": number})
-        notes = []
+        notes = [cut_off_note(m["filename"], m["lines"]) for m in log_meta if m.get("cut_off")]
+        notes += [
+            f'The log "{log.filename}" from earlier is sent again with this message: you asked about it.'
+            for log in resent
+        ]
         if any(m["reduced"] for m in log_meta):
             notes.append("Log reduced to fit: " + "; ".join(m["header"] for m in log_meta if m["reduced"]))
         history = session.history
         if decision.rule in ("compact", "manual_compact"):
-            history, summary = memory.compact(history, model)
+            history, summary = await asyncio.to_thread(memory.compact, history, model)
+            sent = await asyncio.to_thread(memory.sent_history, history)
             notes.append(f"Older turns were compacted into a summary to fit {model.name}:\n{summary}")
         for note in notes:
             session.messages.append({"role": "notice", "content": note, "turn": number})
         session.routes.append({"turn": number, **decision.to_json()})
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
-        user_msg = message.user_message(text, log_blocks, images)
+        user_msg = user_message(text, log_blocks, images)
         return TurnState(
-            number, decision, model, history, user_msg, images, notes, sandbox=sandbox, image_paths=found.images
+            number, decision, model, history, sent, user_msg, images, notes, sandbox=sandbox, image_paths=found.images
         )
 
-    @staticmethod
-    def _fork(session: Session) -> str | None:
-        """A reloaded or shared conversation continues under a new id, so two people who open the same
-        link never overwrite each other's stored turns; returns the id it continues, if it forked."""
-        if not session.loaded:
-            return None
-        fork_of = session.conversation_id
-        session.forked_from, session.conversation_id, session.loaded = fork_of, new_conversation_id(), False
-        return fork_of
+    def _logs_asked_about(self, session: Session, text: str, found: Attachments) -> list[LogFile]:
+        """Earlier logs this message asks about (and does not attach again), opened from memory."""
+        attached = {log.filename for log in found.logs}
+        asked = memory.logs_asked_about(session.history, text)
+        limits = log_limits(self.s.settings)
+        return [open_log(body, name, limits) for name, body in asked.items() if name not in attached]
 
     def _image(self, path: Path, model: ModelInfo) -> PreparedImage:
         return prepare_image(
             path, path.name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792
         )
+
+    async def _prepared(self, path: Path, model: ModelInfo) -> PreparedImage:
+        # Decoded on their own few threads (as many as cores): a burst of large images waits its
+        # turn there instead of filling the shared pool every save and ticket of every visitor uses.
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._image, path, model)
 
     # --- stream -----------------------------------------------------------------------------
 
@@ -277,7 +298,8 @@ class TurnRunner:
                     if (fallback := fallback_for(turn, self.s.catalog, self.s.cooldown.cooling())) is not None:
                         held = (event, fallback)
                         continue
-                await self._record(session, turn, event)
+                if record(session, turn, event):  # a tool ran: what it did must survive a crash
+                    await asyncio.to_thread(self.s.history.save, session)
                 yield event
             events = None
             if held is not None:
@@ -289,43 +311,12 @@ class TurnRunner:
             turn.agent_history(), turn.model, ctx, turn=turn.number, budget=turn.budget, steps_done=turn.steps
         )
 
-    async def _record(self, session: Session, turn: TurnState, event: Event) -> None:
-        """Keep what ``event`` says in the session (and persist what must survive a crash)."""
-        if isinstance(event, ToolCallFinished):
-            session.tool_calls.append({"turn": turn.number, **event.to_json()})
-            await asyncio.to_thread(self.s.history.save, session)
-        elif isinstance(event, RoundCompleted):
-            turn.rounds += event.messages
-            turn.steps += 1
-        elif isinstance(event, UsageReported):
-            session.usage.append(event.record.to_json())
-        elif isinstance(event, Notice):
-            session.messages.append({"role": "notice", "content": event.text, "turn": turn.number})
-        elif isinstance(event, ErrorEvent):
-            fallback_failed(session, turn, event)
-            session.messages.append(
-                {
-                    "role": "assistant",
-                    "content": turn.answer,
-                    "error": event.message,
-                    "error_kind": event.kind,
-                    "turn": turn.number,
-                    "model": turn.model.id,
-                }
-            )
-        elif isinstance(event, TextDelta):
-            turn.answer += event.text
-        elif isinstance(event, ApprovalRequested):
-            turn.paused = event
-        elif isinstance(event, Done):
-            turn.done = event
-
     async def _switch(self, session: Session, turn: TurnState, error: ErrorEvent, to: ModelInfo) -> FallbackStarted:
         failed = turn.model
         event = switch(session, turn, error, to)
         if turn.images and to.max_image_edge != failed.max_image_edge:  # prepared again at the size it takes
-            turn.images = [await asyncio.to_thread(self._image, path, to) for path in turn.image_paths]
-            turn.user_msg = message.with_images(turn.user_msg, turn.images)
+            turn.images = [await self._prepared(path, to) for path in turn.image_paths]
+            turn.user_msg = with_images(turn.user_msg, turn.images)
         await asyncio.to_thread(self.s.history.save, session)
         return event
 
@@ -350,7 +341,7 @@ class TurnRunner:
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
 
-    def _commit_stopped(self, session: Session, turn: TurnState) -> None:
+    async def _commit_stopped(self, session: Session, turn: TurnState) -> None:
         """Stopped by the user: show what arrived; the model keeps the tool rounds that completed
         (their refunds and escalations happened) and forgets the unfinished answer."""
         session.messages.append(
@@ -359,8 +350,13 @@ class TurnRunner:
         added = turn.added(False)
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", added)) is not None:
             session.history = kept
+        # Awaiting is allowed while a task is cancelled or a generator closed, and the session stays
+        # busy until the save is done; were this wait cancelled too, the thread would still finish it.
+        await asyncio.to_thread(self._ticket_and_save, session)
+
+    def _ticket_and_save(self, session: Session) -> None:
         self._set_ticket(session, inline_ticket(session))
-        self.s.history.save(session)  # no await: the task is being cancelled
+        self.s.history.save(session)
 
     async def _commit_paused(self, session: Session, turn: TurnState) -> None:
         """The turn waits for a human: keep what resuming needs in the session (and so in storage)."""
@@ -373,13 +369,14 @@ class TurnRunner:
     ) -> AsyncIterator[Event]:
         if mode != "extraction":
             session.ticket_error = None
-            self._set_ticket(session, await asyncio.to_thread(inline_ticket, session))
+            ticket = await asyncio.to_thread(inline_ticket, session)
+            await asyncio.to_thread(self._set_ticket, session, ticket)  # a database write
             yield TicketUpdated(session.ticket)
             return
         client, max_tokens = self.s.clients.get(), self.s.settings.max_output_tokens
         async for event in extracted_ticket(session, client, model, max_tokens, turn, budget):
             if isinstance(event, Ticket):
-                self._set_ticket(session, event)
+                await asyncio.to_thread(self._set_ticket, session, event)
                 yield TicketUpdated(session.ticket)
             else:
                 yield event

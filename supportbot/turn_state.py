@@ -22,19 +22,25 @@ from typing import Any
 
 from supportbot import approval, memory
 from supportbot.attachments.images import PreparedImage
+from supportbot.errors import SupportbotError
 from supportbot.events import (
     ApprovalRequested,
     Done,
     ErrorEvent,
+    Event,
     FallbackStarted,
+    Notice,
+    RoundCompleted,
     RouteDecision,
+    TextDelta,
     TicketUpdated,
+    ToolCallFinished,
     UsageReported,
 )
 from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing.catalog import Catalog, ModelInfo
 from supportbot.routing.fallback import failure_label, next_fallback
-from supportbot.session import Session
+from supportbot.session import Session, new_conversation_id
 from supportbot.storage.sandbox import Sandbox
 from supportbot.ticket.extraction import extract_ticket
 from supportbot.ticket.record import Ticket, build_inline
@@ -48,6 +54,7 @@ class TurnState:
     decision: RouteDecision
     model: ModelInfo
     history: list[dict[str, Any]]  # the memory the turn starts from (maybe compacted)
+    sent: list[dict[str, Any]]  # that memory as the request carries it (earlier logs as their analysis)
     user_msg: dict[str, Any]
     images: list[PreparedImage]
     notes: list[str] = field(default_factory=list)
@@ -64,12 +71,58 @@ class TurnState:
 
     def agent_history(self) -> list[dict[str, Any]]:
         """What the agent is given: the memory, the customer's message, the rounds already completed."""
-        return [*self.history, self.user_msg, *self.carried]
+        return [*self.sent, self.user_msg, *self.carried]
 
     def added(self, ok: bool) -> list[dict[str, Any]]:
         """What the turn adds to memory after its user message (see ``memory.remember``)."""
         mine = self.done.messages if ok and self.done is not None else self.rounds
         return [*self.carried, *mine]
+
+
+# --- claiming a session, forking it, recording what happens ----------------------------------------------
+
+
+def claim(session: Session) -> None:
+    """Mark ``session`` busy, or SupportbotError when a turn already runs in it."""
+    # Checked and set before the first await: two turns at once would each overwrite the other's history.
+    if session.busy:
+        raise SupportbotError("This conversation is still answering the previous message: wait for it, or press stop.")
+    session.busy = True
+
+
+def fork(session: Session) -> str | None:
+    """A reloaded or shared conversation continues under a new id, so two people who open the same
+    link never overwrite each other's stored turns; returns the id it continues, if it forked."""
+    if not session.loaded:
+        return None
+    fork_of = session.conversation_id
+    session.forked_from, session.conversation_id, session.loaded = fork_of, new_conversation_id(), False
+    return fork_of
+
+
+def record(session: Session, turn: TurnState, event: Event) -> bool:
+    """Keep what ``event`` says in the session and the turn; True when it must be saved at once (a tool ran)."""
+    if isinstance(event, ToolCallFinished):
+        session.tool_calls.append({"turn": turn.number, **event.to_json()})
+        return True
+    if isinstance(event, RoundCompleted):
+        turn.rounds += event.messages
+        turn.steps += 1
+    elif isinstance(event, UsageReported):
+        session.usage.append(event.record.to_json())
+    elif isinstance(event, Notice):
+        session.messages.append({"role": "notice", "content": event.text, "turn": turn.number})
+    elif isinstance(event, ErrorEvent):
+        fallback_failed(session, turn, event)
+        failed = {"content": turn.answer, "error": event.message, "error_kind": event.kind}
+        session.messages.append({"role": "assistant", **failed, "turn": turn.number, "model": turn.model.id})
+    elif isinstance(event, TextDelta):
+        turn.answer += event.text
+    elif isinstance(event, ApprovalRequested):
+        turn.paused = event
+    elif isinstance(event, Done):
+        turn.done = event
+    return False
 
 
 # --- fallback -------------------------------------------------------------------------------------
@@ -147,6 +200,7 @@ def resumed(session: Session, pending: dict[str, Any], catalog: Catalog) -> tupl
         decision,
         catalog.get(pending["model"]),
         session.history,
+        memory.sent_history(session.history),
         user_msg,
         [],
         answer=pending.get("text") or "",

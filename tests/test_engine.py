@@ -519,3 +519,23 @@ def test_update_ticket_is_called_with_schema_valid_fields(client: openai.OpenAI)
     calls = {c.function.name: json.loads(c.function.arguments) for c in r.choices[0].message.tool_calls}
     assert calls["update_ticket"] == {"category": "order_status", "frustration": 3, "language": "es"}
     assert set(calls) == {"check_order_status", "escalate_to_human", "update_ticket"}
+
+
+def test_the_engine_serving_an_app_keeps_no_request_bodies(tmp_path) -> None:
+    """A hosted offline demo runs for weeks: the engine the app makes must not keep every request."""
+    import asyncio
+
+    from supportbot.client import ClientFactory
+    from supportbot.config import Settings
+
+    settings = Settings.load({"data_dir": tmp_path, "engine": "offline"}, environ={}, dotenv_path=None)
+    factory = ClientFactory(settings)
+
+    async def ask() -> str:
+        reply = await factory.get().chat.completions.create(
+            model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hello"}]
+        )
+        return reply.choices[0].message.content or ""
+
+    assert asyncio.run(ask())  # it answered
+    assert factory.engine.requests == []

@@ -13,6 +13,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Each line is read through its first LINE_CHARS characters: level, timestamp and the start of
+# the message sit there, and a 5 MB single-line log then costs one slice, not a 5 MB search.
+LINE_CHARS = 4000
 _TS_PATTERNS = (
     re.compile(r"\[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\]"),  # Apache access
     re.compile(r"\[(\w{3} \w{3} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\]"),  # Apache error
@@ -24,7 +27,9 @@ _MASKS = (
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<IP>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<HEX>"),
-    (re.compile(r'(?<![\w"])"(?:[^"\\\n]|\\.)*"(?!\s*:)|(?<!\w)\'[^\'\n]*\'(?!\w)'), "<STR>"),  # JSON keys stay
+    # Quoted values (JSON keys stay). Possessive bodies never give back, and a quote after a
+    # backslash never opens a string: ``\"`` repeated was a quadratic search from every quote.
+    (re.compile(r'"(?<![\w"\\]")(?:[^"\\\n]++|\\.)*+"(?!\s*:)|\'(?<!\w\')[^\'\n]*+\'(?!\w)'), "<STR>"),
     (re.compile(r"(?<![A-Za-z_<])[-+]?\d+(?:\.\d+)?"), "<N>"),
 )
 _LEVEL_NAMES = {
@@ -38,10 +43,13 @@ _LEVEL_NAMES = {
 _NAMES = "|".join(sorted(_LEVEL_NAMES, key=len, reverse=True))
 _LEVEL_UPPER = re.compile(rf"(?<![\w.-])({_NAMES})(?![\w-])")
 # Lower-case levels only in a level position ("[error]", "[core:warn]", "level=info", "error:").
-_LEVEL_LOWER = re.compile(rf"(?i)(?:\b(?:level|lvl|severity)=\"?|[\[:<])({_NAMES})(?=[\]>\s\"]|$)|\b({_NAMES})(?=:\s)")
+# Matched against the lower-cased line: (?i) would make the engine try every case at every position.
+_LEVEL_LOWER = re.compile(
+    rf"(?:\b(?:level|lvl|severity)=\"?|[\[:<])({_NAMES.lower()})(?=[\]>\s\"]|$)|\b({_NAMES.lower()})(?=:\s)"
+)
 _HTTP_STATUS = re.compile(r'"[A-Z]+ \S+ HTTP/[\d.]+" (\d{3}) ')
 _JSON_LEVEL = re.compile(r'"(?:level|severity|lvl|levelname|log\.level)"\s*:\s*"?(\w+)"?')
-_JSON_TS = re.compile(r'"(?:@timestamp|timestamp|time|ts)"\s*:\s*"?([^",}]+)"?')
+_JSON_TS = re.compile(r'"(?:@timestamp|timestamp|time|ts)"\s*:\s*"?([^",}]{1,64})"?')
 _PINO_LEVELS = {"10": "TRACE", "20": "DEBUG", "30": "INFO", "40": "WARN", "50": "ERROR", "60": "FATAL"}
 _TRACE_START = re.compile(
     r"^(?:Traceback \(|Caused by:|Suppressed:|During handling of|The above exception|panic:|goroutine \d+ \[|\s+at\s"
@@ -50,7 +58,8 @@ _TRACE_START = re.compile(
 
 
 def template_of(line: str) -> str:
-    """Mask the variable parts of a line (timestamps, ids, ips, numbers, quoted values)."""
+    """Mask the variable parts (timestamps, ids, ips, numbers, quoted values) of a line's first ``LINE_CHARS``."""
+    line = line[:LINE_CHARS]
     for pattern, repl in _MASKS:
         line = pattern.sub(repl, line)
     return line
@@ -58,6 +67,7 @@ def template_of(line: str) -> str:
 
 def level_of(line: str) -> str | None:
     """The log level of a line (ERROR, WARN, INFO, DEBUG, TRACE, FATAL), or None."""
+    line = line[:LINE_CHARS]
     if line.lstrip().startswith("{"):
         m = _JSON_LEVEL.search(line)
         if m:
@@ -70,7 +80,7 @@ def level_of(line: str) -> str | None:
     m = _LEVEL_UPPER.search(line)
     if m:
         return _LEVEL_NAMES[m.group(1)]
-    m = _LEVEL_LOWER.search(line)
+    m = _LEVEL_LOWER.search(line.lower())
     if m:
         return _LEVEL_NAMES[(m.group(1) or m.group(2)).upper()]
     return None
@@ -78,6 +88,7 @@ def level_of(line: str) -> str | None:
 
 def timestamp_of(line: str) -> str | None:
     """The timestamp of a line as written in it (ISO, syslog, Apache, JSON ts/time/timestamp)."""
+    line = line[:LINE_CHARS]
     if line.lstrip().startswith("{"):
         m = _JSON_TS.search(line)
         if m:
@@ -91,7 +102,7 @@ def timestamp_of(line: str) -> str | None:
 
 def is_important(line: str) -> bool:
     """True for lines reduce_log always keeps: errors, warnings and stack-trace starts."""
-    return level_of(line) in ("ERROR", "FATAL", "WARN") or bool(_TRACE_START.match(line))
+    return level_of(line) in ("ERROR", "FATAL", "WARN") or bool(_TRACE_START.match(line[:LINE_CHARS]))
 
 
 def looks_like_access_log(text: str) -> bool:

@@ -1,7 +1,8 @@
 """Screenshots and photos as compact, metadata-free data URLs for vision models.
 
 An upload is recognised by its content (never by its name), checked before it
-is decoded (size, dimensions: decompression bombs), verified, oriented by its
+is decoded (size, dimensions against a pixel cap that fits the machine: decompression
+bombs), decoded at most one per core at once, verified, oriented by its
 EXIF tag, stripped of every metadata chunk, downscaled to the model's long edge
 and re-encoded: screenshots as a palette PNG when that is small (text stays
 crisp), otherwise the smaller of WebP and JPEG at quality ~85.
@@ -10,10 +11,14 @@ crisp), otherwise the smaller of WebP and JPEG at quality ~85.
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import heapq
 import io
+import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,35 @@ from supportbot.errors import ImageRejected
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 DEFAULT_MAX_BYTES = 10 * 2**20
 DEFAULT_MAX_EDGE = 1792
-DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def _machine_memory() -> int:
+    """Bytes of memory this process may use: the container's limit when there is one (a Space)."""
+    limits = []
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limits.append(int(Path(path).read_text().strip()))
+        except (OSError, ValueError):
+            continue  # no such cgroup file, or "max" (no limit)
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (OSError, ValueError, AttributeError):
+        limits.append(4 * 2**30)  # not a POSIX system: assume a small machine
+    return min(limits)
+
+
+# A decode holds the whole bitmap in memory, ~10 bytes a pixel at its peak (RGBA, its
+# premultiplied copy for the resize, the alpha channel). Decodes run at most one per core at
+# once, process-wide, and an eighth of the machine's memory (256 MB to 2 GB) is shared between
+# them: that sets the pixel cap. On a 2-core, 16 GB Space: 2 decodes of at most 50 MP.
+DECODES_AT_ONCE = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+BYTES_PER_PIXEL = 10
+DECODE_MEMORY = min(2 * 2**30, max(256 * 2**20, _machine_memory() // 8))
+DEFAULT_MAX_PIXELS = min(50_000_000, DECODE_MEMORY // (DECODES_AT_ONCE * BYTES_PER_PIXEL))
+# Process-wide on purpose: memory is the process's, whichever visitor or runner decodes.
+_DECODE_SLOTS = threading.BoundedSemaphore(DECODES_AT_ONCE)
+# Images at least this large hand their freed memory back to the system after a decode.
+_TRIM_PIXELS = 4_000_000
 # The payload we aim for; a 12 MP screenshot should come out well under it.
 TARGET_BYTES = 600 * 1024
 LOSSY_QUALITIES = (85, 70, 55)
@@ -66,8 +99,18 @@ def prepare_image(
     max_edge: int = DEFAULT_MAX_EDGE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PreparedImage:
-    """Check, orient, strip, downscale and re-encode an uploaded image."""
+    """Check, orient, strip, downscale and re-encode an uploaded image.
+
+    At most ``DECODES_AT_ONCE`` images are decoded at once in the process; the others wait."""
     data, name = _read_source(source, filename, max_bytes)
+    with _DECODE_SLOTS:
+        prepared, pixels = _prepare(data, name, max_edge, max_pixels)
+    if pixels >= _TRIM_PIXELS:
+        _release_freed_memory()
+    return prepared
+
+
+def _prepare(data: bytes, name: str, max_edge: int, max_pixels: int) -> tuple[PreparedImage, int]:
     im = _open_checked(data, name, max_pixels)
     source_format = _FORMAT_ALIASES.get(im.format or "", im.format or "")
     source_w, source_h = im.size
@@ -96,7 +139,7 @@ def prepare_image(
         source_w, source_h = source_h, source_w  # report the source as the customer sees it
     im.info = {}  # drop EXIF, XMP, ICC, text chunks: nothing but pixels leaves here
     fmt, payload = _encode(im, flat)
-    return PreparedImage(
+    prepared = PreparedImage(
         filename=name,
         mime=_MIME[fmt],
         source_format=source_format,
@@ -107,6 +150,24 @@ def prepare_image(
         payload_bytes=len(payload),
         data_url=f"data:{_MIME[fmt]};base64,{base64.b64encode(payload).decode('ascii')}",
     )
+    return prepared, source_w * source_h
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: nothing to call
+
+
+_MALLOC_TRIM = _load_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the system. glibc keeps what a large decode freed in its
+    per-thread arenas (four 7000x7000 PNGs left ~230 MB resident for good); malloc_trim returns it."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _read_source(source: bytes | str | Path, filename: str | None, max_bytes: int) -> tuple[bytes, str]:

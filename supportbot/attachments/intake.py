@@ -2,7 +2,8 @@
 
 The file name's suffix is only a hint: content decides (a text file named ``.png`` is
 refused as an image, not sent as one). Long, log-like text typed into the box becomes a log
-attachment, so it is reduced and fenced like an upload.
+attachment, so it is reduced and fenced like an upload; other text over
+``SUPPORTBOT_MAX_TEXT_CHARS`` (a pasted blob, one endless token) is refused with a message.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from supportbot.attachments.logs import LogFile, LogLimits, open_log
 from supportbot.config import Settings
-from supportbot.errors import AttachmentError
+from supportbot.errors import AttachmentError, SupportbotError
 from supportbot.routing import tokens
 
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
@@ -35,7 +36,8 @@ def log_limits(settings: Settings) -> LogLimits:
 
 
 def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[str, Attachments]:
-    """Split uploads into images and logs by content; long log-like text becomes a log."""
+    """Split uploads into images and logs by content; long log-like text becomes a log, other text over
+    ``settings.max_text_chars`` is refused (SupportbotError)."""
     found = Attachments()
     limits = log_limits(settings)
     for f in files:
@@ -55,4 +57,10 @@ def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[
     if len(text) > INLINE_LOG_CHARS and tokens.classify(text) == "log":
         found.logs.append(open_log(text, "pasted.log", limits))
         text = ""
+    elif len(text) > settings.max_text_chars:
+        raise SupportbotError(
+            f"Your message is {len(text):,} characters long, over the {settings.max_text_chars:,}-character limit "
+            "(SUPPORTBOT_MAX_TEXT_CHARS), and it does not read as a log. Send the part that matters, or attach a "
+            "log as a .log, .txt or .gz file."
+        )
     return text, found

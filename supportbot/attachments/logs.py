@@ -1,7 +1,8 @@
 """Customer logs: open a pasted or uploaded log as a stream with caps, checked to be text.
 
 A log arrives as pasted text (``str``), an uploaded file (``Path``, maybe gzip) or raw
-upload bytes. ``open_log`` scans it once without keeping extra copies: a 100 MB log is
+upload bytes. A gzip that ends early (a partial download) is read as far as it goes and
+marked ``cut_off``; a corrupt one is refused. ``open_log`` scans it once without keeping extra copies: a 100 MB log is
 never held in memory several times. Fencing a log as data is a text rule shared with the
 offline engine (``supportbot.vocabulary.fence_log``); reading and reducing one live beside
 this module (``analysis``, ``reduce``).
@@ -51,6 +52,8 @@ class LogFile:
     path: Path | None = None
     text: str | None = None
     kind: str = field(default="log", repr=False)
+    # A .gz whose stream ended early (a partial download): these are the lines that arrived.
+    cut_off: bool = False
 
     def read_text(self) -> str:
         """Load the full text (only for logs that fit the model)."""
@@ -107,12 +110,15 @@ def open_log(source: str | Path | bytes, filename: str | None = None, limits: Lo
         fd, tmp = tempfile.mkstemp(prefix="supportbot-log-", suffix=".txt")
         os.close(fd)
         try:
+            cut_off = False
             if bytes(source[:2]) == b"\x1f\x8b":
-                _gunzip_to(name, gzip.GzipFile(fileobj=_BytesReader(source)), Path(tmp), limits)
+                cut_off = _gunzip_to(name, gzip.GzipFile(fileobj=_BytesReader(source)), Path(tmp), limits)
                 name = name.removesuffix(".gz")
             else:
                 Path(tmp).write_bytes(source)
-            return _scan_file(Path(tmp), name, temporary=True)
+            log = _scan_file(Path(tmp), name, temporary=True)
+            log.cut_off = cut_off
+            return log
         except BaseException:
             os.unlink(tmp)
             raise
@@ -127,8 +133,10 @@ def open_log(source: str | Path | bytes, filename: str | None = None, limits: Lo
     os.close(fd)
     try:
         with gzip.open(path, "rb") as stream:
-            _gunzip_to(name, stream, Path(tmp), limits)
-        return _scan_file(Path(tmp), name.removesuffix(".gz"), temporary=True)
+            cut_off = _gunzip_to(name, stream, Path(tmp), limits)
+        log = _scan_file(Path(tmp), name.removesuffix(".gz"), temporary=True)
+        log.cut_off = cut_off
+        return log
     except BaseException:
         os.unlink(tmp)
         raise
@@ -159,12 +167,24 @@ def _check_upload(name: str, size: int, limits: LogLimits) -> None:
         )
 
 
-def _gunzip_to(name: str, stream: gzip.GzipFile, dest: Path, limits: LogLimits) -> None:
+def _gunzip_to(name: str, stream: gzip.GzipFile, dest: Path, limits: LogLimits) -> bool:
+    """Decompress into ``dest``; True when the stream ends early (a partial download), in which
+    case ``dest`` holds every complete line that arrived. A corrupt stream is refused."""
     total = 0
+    last_newline = -1
     try:
         with open(dest, "wb") as out:
-            # Read at most one byte past the cap: a gzip bomb is stopped, never expanded.
-            while block := stream.read(min(CHUNK_BYTES, limits.max_expanded_bytes + 1 - total)):
+            while True:
+                try:
+                    # read1: one step of the decoder at a time, so a cut loses nothing already
+                    # decompressed. At most one byte past the cap: a gzip bomb is stopped, never expanded.
+                    block = stream.read1(min(CHUNK_BYTES, limits.max_expanded_bytes + 1 - total))
+                except EOFError:
+                    break  # the stream ends before its end marker: keep what arrived
+                if not block:
+                    return False
+                if (at := block.rfind(b"\n")) >= 0:
+                    last_newline = total + at
                 total += len(block)
                 if total > limits.max_expanded_bytes:
                     raise LogRejected(
@@ -173,8 +193,15 @@ def _gunzip_to(name: str, stream: gzip.GzipFile, dest: Path, limits: LogLimits) 
                         "attach only the time range around the problem.",
                     )
                 out.write(block)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise LogRejected(name, f"the gzip file is corrupt or truncated ({exc}); compress it again.") from exc
+    except (OSError, zlib.error) as exc:  # a bad header, bad data or a checksum that does not match
+        raise LogRejected(name, f"the gzip file is corrupt ({exc}); compress it again.") from exc
+    if total == 0:
+        raise LogRejected(
+            name, "the gzip file ends before any of the log arrived (a partial download?); attach it again."
+        )
+    if last_newline >= 0:
+        os.truncate(dest, last_newline + 1)  # a line cut in half is not a line
+    return True
 
 
 def _open_text(text: str, name: str, limits: LogLimits) -> LogFile:

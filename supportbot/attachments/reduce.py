@@ -11,7 +11,7 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from supportbot.attachments.analysis import is_important, looks_like_access_log, template_of
+from supportbot.attachments.analysis import LINE_CHARS, is_important, looks_like_access_log, template_of
 from supportbot.attachments.logs import LogFile
 from supportbot.routing.tokens import estimate_chars
 
@@ -131,7 +131,10 @@ class _Scanner:
             i = low.find(literal)
             while i != -1:
                 found.add(i)
-                i = low.find(literal, i + 1)
+                # One hit makes its line a candidate: go on from the next line, so a 5 MB line
+                # full of "error" costs one find, not a million.
+                eol = low.find(b"\n", i)
+                i = -1 if eol == -1 else low.find(literal, eol + 1)
         out: list[int] = []
         idx = prev = 0
         for p in sorted(found):
@@ -146,7 +149,7 @@ class _Scanner:
         assert block is not None
         for j in range(start, len(lines)):
             line = _dec(lines[j])
-            if not _CONTINUATION.match(line):
+            if not _CONTINUATION.match(line[:LINE_CHARS]):
                 self._close(lines, j)
                 return j
             if len(block.body) < BLOCK_MAX_LINES:

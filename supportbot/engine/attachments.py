@@ -67,6 +67,7 @@ def find_logs(text: str) -> list[tuple[str, str]]:
     return find_fenced_logs(text)
 
 
-def analyse_log(filename: str, text: str) -> str:
-    """A deterministic reading of one pasted log: counts, the main error, when and how often, a next step."""
-    return render(filename, read_log(text))
+def analyse_log(filename: str, text: str, cut_off_after: int | None = None) -> str:
+    """A deterministic reading of one pasted log: counts, the main error, when and how often, a next step;
+    ``cut_off_after`` (lines) when the file ended early."""
+    return render(filename, read_log(text), cut_off_after=cut_off_after)

@@ -43,15 +43,18 @@ class OfflineEngine:
         model_ids: Iterable[str] | None = None,
         stream_delay_s: float = 0.0,
         context_windows: Mapping[str, int] | None = None,
+        keep_requests: bool = True,
     ) -> None:
         """``context_windows`` (model id -> tokens) is all the engine knows of a catalog; by default it
         is read from ``assets/models.json``. ``model_ids`` is what ``GET /models`` lists (default: those
-        ids and the engine's own)."""
+        ids and the engine's own). ``keep_requests`` keeps every request body in ``requests`` for tests
+        to inspect; an engine serving a hosted app keeps none (they would grow without bound)."""
         self.latency_s = latency_s
         self.send_usage = send_usage
         self.stream_delay_s = stream_delay_s
         self.windows = dict(load_windows() if context_windows is None else context_windows)
         self.model_ids = list(model_ids) if model_ids is not None else [*self.windows, OWN_MODEL_ID]
+        self.keep_requests = keep_requests
         self.requests: list[dict] = []  # JSON bodies of chat requests, for tests to inspect
         self.created = int(time.time())
         self._injected: deque[tuple[str, str | None]] = deque()  # (kind, the model it is for, or any)
@@ -115,7 +118,8 @@ class OfflineEngine:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return p.error_outcome(p.RequestInvalid(400, "We could not parse the JSON body of your request."))
         if isinstance(body, dict):
-            self.requests.append(body)
+            if self.keep_requests:
+                self.requests.append(body)
         try:
             kind = self._failure_for(headers, body)
             if kind in p.FAILURES:

@@ -11,10 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supportbot.vocabulary import content_text, detect_language, find_customer_ids, find_emails, find_order_ids
+from supportbot.vocabulary import (
+    SCAN_CHARS,
+    Words,
+    content_text,
+    detect_language,
+    find_customer_ids,
+    find_emails,
+    find_order_ids,
+    words_of,
+)
 
 # A code block the customer typed; bounded so an unclosed fence costs one scan, not one per backtick.
 _FENCE = re.compile(r"```[^`]{0,200000}```")
+# Words of 3+ capitals; the look-behind after the first letter (a word start) lets the engine skip to capitals.
+_CAPS = re.compile(r"[A-ZÁÉÍÓÚÑ](?<!\w.)[A-ZÁÉÍÓÚÑ]{2,}\b")
 
 REFUND = (
     "refund",
@@ -161,6 +172,7 @@ class Facts:
     greeting: bool = False
     images: list[str] = field(default_factory=list)  # image URLs
     logs: list[tuple[str, str]] = field(default_factory=list)  # (filename, text)
+    cut_off: dict[str, int] = field(default_factory=dict)  # filename -> lines, for logs that ended early
 
     @property
     def escalate(self) -> bool:
@@ -182,7 +194,7 @@ class Facts:
 
     @property
     def category(self) -> str:
-        lowered = self.text.lower()
+        lowered = self.text[:SCAN_CHARS].lower()
         if self.refund:
             return "refund"
         if self.logs or self.images:
@@ -207,43 +219,43 @@ def images_of(content: Any) -> list[str]:
     return [p["image_url"]["url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
 
 
-def _has(text: str, words: tuple[str, ...]) -> bool:
-    return any(re.search(r"(?<!\w)" + re.escape(w), text) for w in words)
+def _has(words: Words, phrases: tuple[str, ...]) -> bool:
+    """Whether a phrase starts a word of ``words`` ("frustrat" finds "frustrated"); "sue " must be the whole word."""
+    return any(words.has(p, prefix=True) for p in phrases)
 
 
 def _all_caps_words(text: str) -> int:
-    return sum(1 for w in re.findall(r"\b[A-ZÁÉÍÓÚÑ]{3,}\b", text) if w not in {"USD", "EUR", "UPS", "DHL", "API"})
+    caps = _CAPS.findall(text[:SCAN_CHARS])
+    return sum(1 for w in caps if w not in {"USD", "EUR", "UPS", "DHL", "API"})
 
 
 def analyse_turn(content: Any, earlier_user_texts: list[str] | None = None, logs: list | None = None) -> Facts:
-    """Facts of one user message; ``logs`` are the fenced logs found in it."""
+    """Facts of one user message (its first ``SCAN_CHARS`` characters); ``logs`` are the fenced logs found in it."""
     raw = content_text(content)
     # Keep pasted logs out of the keyword rules: an "ERROR" line is not an angry customer.
     for _, body in logs or ():
         raw = raw.replace(body, " ")
-    text = _FENCE.sub(" ", raw)
-    lowered = text.lower()
+    # The rules read the first SCAN_CHARS characters: a customer writes the request near the
+    # start, and a 1 MB paste then costs what a short message costs.
+    text = _FENCE.sub(" ", raw[:SCAN_CHARS])
+    words = words_of(text)
     facts = Facts(text=text.strip(), images=images_of(content), logs=list(logs or ()))
     facts.language = detect_language(text) if text.strip() else "en"
     facts.emails = find_emails(text)
     facts.customer_ids = find_customer_ids(text)
     facts.order_ids = find_order_ids(text)
-    for earlier in reversed(earlier_user_texts or []):
-        for oid in find_order_ids(_FENCE.sub(" ", earlier)):
-            if oid not in facts.earlier_order_ids:
-                facts.earlier_order_ids.append(oid)
-    facts.refund = _has(lowered, REFUND)
-    facts.policy = _has(lowered, POLICY) or (
-        lowered.rstrip().endswith("?")
-        and not facts.order_ids
-        and _has(lowered, ("how", "what", "can i", "cómo", "qué"))
+    earlier_ids = [find_order_ids(_FENCE.sub(" ", t[:SCAN_CHARS])) for t in reversed(earlier_user_texts or [])]
+    facts.earlier_order_ids = list(dict.fromkeys(oid for ids in earlier_ids for oid in ids))
+    facts.refund = _has(words, REFUND)
+    facts.policy = _has(words, POLICY) or (
+        text.rstrip().endswith("?") and not facts.order_ids and _has(words, ("how", "what", "can i", "cómo", "qué"))
     )
-    facts.wants_human = _has(lowered, HUMAN)
-    facts.legal = _has(lowered, LEGAL)
-    strong = sum((_has(lowered, ANGRY), "!!" in text, _all_caps_words(text) >= 2))
-    facts.frustration = min(3, 3 if facts.legal else (strong + 1 if strong else int(_has(lowered, MILD))))
-    facts.positive = _has(lowered, POSITIVE)
-    facts.greeting = _has(lowered, GREETING) and len(text.split()) <= 6
+    facts.wants_human = _has(words, HUMAN)
+    facts.legal = _has(words, LEGAL)
+    strong = sum((_has(words, ANGRY), "!!" in text, _all_caps_words(text) >= 2))
+    facts.frustration = min(3, 3 if facts.legal else (strong + 1 if strong else int(_has(words, MILD))))
+    facts.positive = _has(words, POSITIVE)
+    facts.greeting = _has(words, GREETING) and len(text.split(maxsplit=6)) <= 6
     return facts
 
 
@@ -264,7 +276,7 @@ def summary(facts: Facts) -> str:
     if facts.escalate:
         parts.append("asks for a human" if facts.wants_human else "frustrated customer")
     if not parts:
-        words = facts.text.split()
+        words = facts.text.split(maxsplit=16)  # 16 words and the rest, if any
         return (
             ("Customer says: " + " ".join(words[:16]) + ("…" if len(words) > 16 else ""))
             if words

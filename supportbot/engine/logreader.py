@@ -98,10 +98,17 @@ def advice_for(message: str) -> str:
     return "look at what changed just before it first appeared (a deploy, a config change, a dependency)"
 
 
-def render(filename: str, reading: LogReading, question: str = "") -> str:
-    """The answer about one log: summary, the main error with when and how often, a next step."""
+def render(filename: str, reading: LogReading, question: str = "", *, cut_off_after: int | None = None) -> str:
+    """The answer about one log: summary, the main error with when and how often, a next step; first of
+    all, when the file ended early, that it was cut off and after how many lines."""
     levels = ", ".join(f"{lvl} {reading.levels[lvl]:,}" for lvl in LEVELS if reading.levels[lvl])
     out = [f"**{filename}** — Log summary: {reading.lines:,} lines" + (f" ({levels})" if levels else "") + "."]
+    if cut_off_after is not None:
+        out.append(
+            f"⚠️ The file was cut off after {cut_off_after:,} lines: it ends early, as a partial download does. "
+            "What follows covers only the lines that arrived; the end of the log, often where the error is, is "
+            "missing. Please send the complete file."
+        )
     if not reading.errors:
         out.append("There are no ERROR or FATAL lines in it.")
         out.append("**Suggestion:** capture a log while reproducing the problem, or raise the log level to DEBUG.")

@@ -19,7 +19,7 @@ from supportbot.engine.completions import ToolCall
 from supportbot.engine.facts import Facts, analyse_turn, ticket_hints
 from supportbot.engine.schema_fill import fill_schema
 from supportbot.engine.structured import json_content
-from supportbot.vocabulary import content_text
+from supportbot.vocabulary import content_text, find_cut_off_notes
 
 
 @dataclass
@@ -50,6 +50,7 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
     text = content_text(content)
     logs = find_logs(text) if "```" in text else []
     facts = analyse_turn(content, earlier, logs)
+    facts.cut_off = find_cut_off_notes(text) if logs else {}
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     outcomes: list[ToolOutcome] = []
     for msg in messages[last_user + 1 :]:
@@ -157,7 +158,7 @@ def compose(turn: Turn, offered: set[str]) -> str:
     for url in facts.images:
         parts.append(describe_image(url, lang))
     for filename, text in facts.logs:
-        parts.append(analyse_log(filename, text))
+        parts.append(analyse_log(filename, text, facts.cut_off.get(filename)))
     return answers.finish(parts, lang)
 
 

@@ -8,6 +8,7 @@ ticket extractor sends it; both give the same hints.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,12 @@ from supportbot.engine.facts import analyse_turn, ticket_hints
 from supportbot.engine.schema_fill import fill_schema
 from supportbot.vocabulary import content_text
 
-_SPEAKER = re.compile(r"^(user|assistant|system|tool)\b:?\s?(.*)$", re.IGNORECASE)
-_TOOL_LINE = re.compile(r"^tool (\w+)\((.*)\) -> (.*)$")
+# A transcript's header lines: "tool name({args}) -> {result}" or "user: …" / "assistant: …", each
+# found by its leading newline (a literal the regex engine skips to), so one search reads the whole
+# transcript and the lines between headers are sliced, never looped over.
+_HEADER = re.compile(r"\n(?:tool (\w+)\(([^\n]*)\) -> ([^\n]*)|((?i:user|assistant))\b:?[^\S\n]?([^\n]*))")
 _TICKET_ID = re.compile(r"ticket_id\s+['\"]?([A-Za-z0-9][\w-]{2,40})")
-_COURTESY = re.compile(r"(?i)(anything else|something else|help you with|other questions)[^?]*\?\s*$")
+_COURTESY = ("anything else", "something else", "help you with", "other questions")
 
 
 def parse_transcript(text: str) -> tuple[list[str], list[str], list[tuple[str, dict, Any]]]:
@@ -30,17 +33,28 @@ def parse_transcript(text: str) -> tuple[list[str], list[str], list[tuple[str, d
     assistants: list[str] = []
     tools: list[tuple[str, dict, Any]] = []
     current: list[str] | None = None
-    for line in text.splitlines():
-        if m := _TOOL_LINE.match(line):
+    text = "\n" + text.replace("\r\n", "\n")
+    pos = 0
+    for m in _HEADER.finditer(text):
+        if current:
+            current[-1] += text[pos : m.start()]  # the lines since the last header, each after its "\n"
+        if m.group(1) is not None:
             args = answers.parse_result(m.group(2))
             tools.append((m.group(1), args if isinstance(args, dict) else {}, answers.parse_result(m.group(3))))
             current = None
-        elif (m := _SPEAKER.match(line)) and m.group(1).lower() in ("user", "assistant"):
-            current = users if m.group(1).lower() == "user" else assistants
-            current.append(m.group(2))
-        elif current is not None and current:
-            current[-1] += "\n" + line
+        else:
+            current = users if m.group(4).lower() == "user" else assistants
+            current.append(m.group(5))
+        pos = m.end()
+    if current:
+        current[-1] += text[pos:].removesuffix("\n")
     return users, assistants, tools
+
+
+def _courtesy_ending(answer: str) -> bool:
+    """Whether the answer's last question (the text since the question before it) is a courtesy one."""
+    last_question = answer.rstrip()[:-1].rsplit("?", 1)[-1].lower()
+    return any(phrase in last_question for phrase in _COURTESY)
 
 
 def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -91,7 +105,7 @@ def conversation_hints(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if name == "request_refund":
             whole.refund = True
     last = assistants[-1].strip() if assistants else ""
-    status = "pending_customer" if (not last or (last.endswith("?") and not _COURTESY.search(last))) else "resolved"
+    status = "pending_customer" if (not last or (last.endswith("?") and not _courtesy_ending(last))) else "resolved"
     system = "\n".join(content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
     ticket = _TICKET_ID.search(system)
     ticket_id = (
@@ -108,7 +122,7 @@ def schema_in_prompt(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any] | 
         if msg.get("role") not in ("system", "developer"):
             continue
         text = content_text(msg.get("content"))
-        for start in [m.start() for m in re.finditer(r"\{", text)][:50]:
+        for start in [m.start() for m in itertools.islice(re.finditer(r"\{", text), 50)]:
             try:
                 value, _ = json.JSONDecoder().raw_decode(text, start)
             except json.JSONDecodeError:

@@ -1,6 +1,8 @@
 """An in-process httpx transport: the SDK talks to the engine without a socket.
 
-Network behaviours are reproduced the way httpx reports them on a real socket:
+The engine's work runs in a worker thread, as a real server's would run elsewhere: the event
+loop the SDK runs on keeps serving other requests meanwhile. Network behaviours are
+reproduced the way httpx reports them on a real socket:
 an injected timeout waits for the request's read timeout and raises
 ``httpx.ReadTimeout``; a dropped connection raises ``httpx.RemoteProtocolError``.
 """
@@ -42,8 +44,11 @@ class EngineTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return _response(outcome, stream)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Answer a request from an async client."""
-        outcome = self.engine.handle(request.method, request.url.path, request.headers, await request.aread())
+        """Answer a request from an async client; the engine's work runs in a worker thread."""
+        body = await request.aread()
+        # The rules read the whole prompt (a pasted log, a long history): work that grows with the
+        # input, so it never runs on the event loop that serves every other visitor.
+        outcome = await asyncio.to_thread(self.engine.handle, request.method, request.url.path, request.headers, body)
         if outcome.hang:
             await asyncio.sleep(_read_timeout(request))  # cancellable, like a real socket read
             raise httpx.ReadTimeout("timed out (injected by the offline demo engine)", request=request)

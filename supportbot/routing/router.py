@@ -20,7 +20,6 @@ an incapable one is switched with the reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from supportbot.errors import CatalogError
@@ -29,7 +28,14 @@ from supportbot.routing.candidates import Pick, pick_models, skips_text
 from supportbot.routing.catalog import Catalog, ModelInfo
 from supportbot.routing.policy import RoutingPolicy, load_policy, plan_tiers
 from supportbot.routing.tokens import with_margin
-from supportbot.vocabulary import CHARS_PER_TOKEN, detect_language, find_order_ids, language_name
+from supportbot.vocabulary import (
+    CHARS_PER_TOKEN,
+    detect_language,
+    find_order_ids,
+    find_phrases,
+    language_name,
+    words_of,
+)
 
 __all__ = ["RoutingPolicy", "TurnFacts", "count_actions", "load_policy", "plan_tiers", "route"]
 
@@ -60,13 +66,14 @@ class TurnFacts:
 
 
 def _words(text: str, phrases: list[str]) -> list[str]:
-    lowered = text.lower()
-    return [p for p in phrases if re.search(r"(?<!\w)" + re.escape(p) + r"(?!\w)", lowered)]
+    """The phrases written as whole words in the first ``SCAN_CHARS`` characters of ``text``."""
+    return find_phrases(words_of(text), phrases)
 
 
 def count_actions(text: str, policy: RoutingPolicy) -> int:
     """How many distinct actions a message asks for (order checks count per order)."""
-    verbs = {name for name, phrases in policy.action_verbs.items() if _words(text, phrases)}
+    words = words_of(text)
+    verbs = {name for name, phrases in policy.action_verbs.items() if find_phrases(words, phrases)}
     orders = set(find_order_ids(text))
     extra_orders = max(0, len(orders) - 1)
     return len(verbs) + extra_orders

@@ -48,6 +48,7 @@ _STOPWORDS = frozenset(
     "will with would you your".split()
 )
 _MAX_QUERY_TERMS = 24
+QUERY_CHARS = 2000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,8 +101,11 @@ SEEDED = ""  # the sandbox key that reads the seeded data as it is; never writte
 
 
 def fts_query(text: str) -> str:
-    """Turn free text into a safe FTS5 query: quoted word tokens joined by OR ('' if none)."""
-    tokens = re.findall(r"\w+", text.lower())
+    """Turn free text into a safe FTS5 query: quoted word tokens joined by OR ('' if none).
+
+    Reads the first ``QUERY_CHARS`` characters and skips "words" over 64 characters (a pasted
+    token or blob is no search term), so a 1 MB query costs a slice."""
+    tokens = [t for t in re.findall(r"\w+", text[:QUERY_CHARS].lower()) if len(t) <= 64]
     useful = [t for t in tokens if t not in _STOPWORDS] or tokens
     unique = list(dict.fromkeys(useful))[:_MAX_QUERY_TERMS]
     # \w+ tokens hold no double quotes, so quoting makes each a literal term.

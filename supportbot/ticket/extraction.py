@@ -8,7 +8,6 @@ show. Never raises for model or API failures: the chat goes on.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -73,8 +72,11 @@ def extraction_messages(
 
 def _parse(content: str | None) -> tuple[Ticket | None, str]:
     text = (content or "").strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
-    text = fenced.group(1) if fenced else text  # JSON-mode models sometimes fence their reply
+    # JSON-mode models sometimes fence their reply. Sliced, not matched: a lazy group followed by
+    # optional whitespace and the closing fence is quadratic on a reply full of whitespace.
+    if len(text) >= 6 and text.startswith("```") and text.endswith("```"):
+        inner = text[3:-3]
+        text = (inner[4:] if inner.startswith("json") else inner).strip()
     try:
         return Ticket.model_validate_json(text), ""
     except ValidationError as exc:

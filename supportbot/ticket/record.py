@@ -182,10 +182,13 @@ def tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
 
 
 def _merge_unique(*lists: list[Any]) -> list[Any]:
-    out: list[Any] = []
+    """The items of every list in order, each once. Compared by a hashable key (a model by its JSON):
+    a membership test on the growing list was quadratic in the ids a conversation names."""
+    seen: dict[Any, Any] = {}
     for items in lists:
-        out.extend(x for x in items if x not in out)
-    return out
+        for x in items:
+            seen.setdefault(x.model_dump_json() if isinstance(x, BaseModel) else x, x)
+    return list(seen.values())
 
 
 def apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: Ticket | None) -> Ticket:
@@ -228,7 +231,7 @@ def build_inline(
     order_ids = _merge_unique(facts.order_ids, *(find_order_ids(text) for text in users))
     emails = [email for text in users for email in find_emails(text)]
     frustration = frustration_of(messages)
-    category = category_of(all_user, facts.tool_names)
+    category = category_of(users, facts.tool_names)
     escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
     status = status_of(messages, escalated)
     heur: dict[str, Any] = {
@@ -239,7 +242,7 @@ def build_inline(
         "intent_summary": summary_of(category, order_ids, users),
         "sentiment": sentiment_of(messages, frustration),
         "frustration": frustration,
-        "priority": priority_of(frustration, category, escalated, all_user),
+        "priority": priority_of(frustration, category, escalated, users),
         "language": detect_language(all_user) if all_user.strip() else (previous.language if previous else "en"),
         "actions_taken": [],
         "status": status,

@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from supportbot.vocabulary import Category, Priority, Sentiment, Status, content_text
+from supportbot.vocabulary import (
+    SCAN_CHARS,
+    Category,
+    Priority,
+    Sentiment,
+    Status,
+    content_text,
+    find_phrases,
+    words_of,
+)
 
 # Regexes, matched at word starts: plain substrings would read "app" in "appreciate"
 # and "log" in "login". Dict order breaks ties, so order_status (the common case) is first.
@@ -81,8 +90,13 @@ _MILD = (
 _HUMAN = ("human", "real person", "manager", "supervisor", "agent")
 _POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "appreciate", "excellent", "wonderful")
 _URGENT = ("urgent", "asap", "emergency", "immediately")
-_COURTESY_Q = re.compile(r"(?i)(anything else|something else|help you with|further questions|other questions)[^?]*\?")
-_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
+# Courtesy questions ("anything else I can help you with?") do not leave the ticket pending.
+_COURTESY = ("anything else", "something else", "help you with", "further questions", "other questions")
+# Words of 3+ capitals; the look-behind after the first letter (a word start) lets the engine skip to capitals.
+_CAPS_WORD = re.compile(r"[A-Z](?<!\w.)[A-Z]{2,}\b")
+# Each category's words as one pattern over ``Words.joined`` (words one space apart): it starts
+# with a literal space, so the engine jumps from word to word instead of testing every position.
+_CATEGORY_RES = {cat: re.compile(" (?:" + "|".join(words) + ")(?= )") for cat, words in _CATEGORY_WORDS.items()}
 _ACRONYMS = {"USB", "LED", "API", "UPS", "DHL", "USPS", "ETA", "PDF", "SKU", "FAQ", "URL", "ID", "EUR", "USD"}
 
 
@@ -91,18 +105,15 @@ def user_texts(messages: list[dict[str, Any]]) -> list[str]:
     return [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
 
 
-def _has_word(low: str, word: str) -> bool:
-    return re.search(rf"\b{re.escape(word)}\b", low) is not None
-
-
 def _message_anger(text: str) -> int:
-    low = text.lower()
-    score = 2 * min(2, sum(_has_word(low, w) for w in _ANGRY))
-    score += 1 if any(_has_word(low, w) for w in _MILD) else 0
-    score += 1 if "!!" in text else 0
-    caps = [w for w in _CAPS_WORD.findall(text) if w not in _ACRONYMS]
+    """Anger points of one message, read from its first ``SCAN_CHARS`` characters."""
+    words = words_of(text)
+    score = 2 * min(2, len(find_phrases(words, _ANGRY)))
+    score += 1 if find_phrases(words, _MILD) else 0
+    score += 1 if "!!" in text[:SCAN_CHARS] else 0
+    caps = [w for w in _CAPS_WORD.findall(text[:SCAN_CHARS]) if w not in _ACRONYMS]
     score += 1 if caps else 0
-    score += 1 if any(_has_word(low, w) for w in _HUMAN) and re.search(r"\b(talk|speak|want|need)\b", low) else 0
+    score += 1 if find_phrases(words, _HUMAN) and find_phrases(words, ("talk", "speak", "want", "need")) else 0
     return score
 
 
@@ -115,9 +126,10 @@ def frustration_of(messages: list[dict[str, Any]]) -> int:
 
 
 def sentiment_of(messages: list[dict[str, Any]], frustration: int) -> Sentiment:
-    """The tone of the latest user message: thanks reads positive, any frustration negative."""
+    """The tone of the latest user message (its first ``SCAN_CHARS`` characters): thanks reads positive, any
+    frustration negative."""
     texts = user_texts(messages)
-    last = texts[-1].lower() if texts else ""
+    last = texts[-1][:SCAN_CHARS].lower() if texts else ""
     if frustration >= 1 and not any(w in last for w in _POSITIVE):
         return "negative"
     if any(w in last for w in _POSITIVE):
@@ -125,10 +137,12 @@ def sentiment_of(messages: list[dict[str, Any]], frustration: int) -> Sentiment:
     return "neutral"
 
 
-def category_of(user_text: str, tool_names: list[str]) -> Category:
-    """What the request is about: an explicit refund/return wish, then the tools used, then keyword counts."""
-    low = user_text.lower()
-    scores = {cat: sum(len(re.findall(rf"\b{w}\b", low)) for w in words) for cat, words in _CATEGORY_WORDS.items()}
+def category_of(user_text: str | list[str], tool_names: list[str]) -> Category:
+    """What the request is about: an explicit refund/return wish, then the tools used, then keyword counts.
+
+    ``user_text`` is one text or every user message; each is read through its first ``SCAN_CHARS`` characters."""
+    words = "".join(words_of(t).joined for t in ([user_text] if isinstance(user_text, str) else user_text))
+    scores = {cat: len(pattern.findall(words)) for cat, pattern in _CATEGORY_RES.items()}
     # "refund" and "return" are explicit wishes; they beat the order talk that comes with them.
     for cat in ("refund", "returns"):
         if scores[cat]:
@@ -147,13 +161,22 @@ def status_of(messages: list[dict[str, Any]], escalated: bool) -> Status:
     last = next((m for m in reversed(messages) if m.get("role") in ("user", "assistant")), None)
     if last is None or last.get("role") != "assistant" or not content_text(last.get("content")).strip():
         return "pending_customer"  # no answer yet: nothing was resolved
-    answer = _COURTESY_Q.sub("", content_text(last.get("content")))
-    return "pending_customer" if "?" in answer else "resolved"
+    return "pending_customer" if asks_question(content_text(last.get("content"))) else "resolved"
 
 
-def priority_of(frustration: int, category: str, escalated: bool, user_text: str) -> Priority:
-    """How soon a person should look: frustration and urgent words first, then escalation and money topics."""
-    urgent_words = any(w in user_text.lower() for w in _URGENT)
+def asks_question(answer: str) -> bool:
+    """True when the first ``SCAN_CHARS`` characters of an answer ask something other than a courtesy question."""
+    # Each "?" ends a question that starts after the previous one: split once, check each piece.
+    questions = answer[:SCAN_CHARS].lower().split("?")[:-1]
+    return any(not any(p in q for p in _COURTESY) for q in questions)
+
+
+def priority_of(frustration: int, category: str, escalated: bool, user_text: str | list[str]) -> Priority:
+    """How soon a person should look: frustration and urgent words first, then escalation and money topics.
+
+    ``user_text`` is one text or every user message; each is read through its first ``SCAN_CHARS`` characters."""
+    lowered = [t[:SCAN_CHARS].lower() for t in ([user_text] if isinstance(user_text, str) else user_text)]
+    urgent_words = any(w in low for low in lowered for w in _URGENT)
     if frustration >= 3 or (urgent_words and frustration >= 2):
         return "urgent"
     if frustration >= 2 or escalated or urgent_words or category in ("refund", "billing"):
@@ -164,7 +187,8 @@ def priority_of(frustration: int, category: str, escalated: bool, user_text: str
 
 
 def _first_sentence(text: str, limit: int = 140) -> str:
-    sentence = re.split(r"(?<=[.?!])\s", text.strip(), maxsplit=1)[0]
+    # A sentence longer than ``limit`` is cut anyway: never look further than that.
+    sentence = re.split(r"(?<=[.?!])\s", text.strip()[: limit + 1], maxsplit=1)[0]
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 

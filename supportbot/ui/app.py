@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from supportbot.config import PACKAGE_DIR, Settings, on_space
+from supportbot.config import PACKAGE_DIR, Settings, on_space, redact
 from supportbot.errors import ApiError, ConfigError
 from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
@@ -287,8 +287,9 @@ async def check_live_catalog(services: Services) -> None:
     """Flag models the live service does not list; failures only warn (the app still starts)."""
     try:
         await services.check_catalog()
-    except ApiError as exc:  # start anyway, say why (the message is already redacted)
-        print(f"supportbot: could not check the catalog against GET /models: {exc}")
+    except ApiError as exc:  # start anyway, say why
+        key = services.settings.api_key.get_secret_value() if services.settings.api_key else None
+        print(f"supportbot: could not check the catalog against GET /models: {redact(str(exc), key)}")
 
 
 def prepare(settings: Settings) -> Services:

@@ -4,6 +4,8 @@ so every function is tested without a server.
 Every Chatbot message's content is a string, never a dict: Gradio would serve a dict with a
 ``path`` as a file and render ``{"type": "component", ...}`` as a component. Text that came from a
 visitor, a model or a tool passes through ``ui.inert`` first, so it cannot load remote images.
+What a bubble shows is bounded (``SHOWN_CHARS``): a 200,000-character message is stored whole but
+never re-rendered whole on every redraw.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from supportbot.tools.rounds import DENIED
 from supportbot.ui.inert import inert_markdown, md_escape, upload_image
 
 STEP_MODES = ("all", "tools only", "hidden")
+# A chat bubble shows at most this many characters: the browser renders each bubble's markdown
+# on every redraw, and while a turn streams every redraw sends the whole chat again.
+SHOWN_CHARS = 20_000
+
+
+def bounded(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n… *({len(text) - limit:,} more characters not shown)*"
 
 
 @dataclass
@@ -37,7 +49,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _json_block(value: Any) -> str:
-    return "```json\n" + json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n```"
+    return "```json\n" + bounded(json.dumps(value, indent=2, ensure_ascii=False, default=str)) + "\n```"
 
 
 def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
@@ -105,7 +117,7 @@ def _inert(session: Session, text: str) -> str:
 def _user_bubble(session: Session, msg: dict[str, Any], uploads: Path | None) -> list[dict[str, Any]]:
     out = []
     if msg.get("content"):
-        out.append({"role": "user", "content": _inert(session, str(msg["content"]))})
+        out.append({"role": "user", "content": _inert(session, bounded(str(msg["content"])))})
     for att in msg.get("attachments") or ():
         filename = str(att.get("filename") or "attachment")
         name = md_escape(filename)
@@ -115,7 +127,9 @@ def _user_bubble(session: Session, msg: dict[str, Any], uploads: Path | None) ->
             served = served_upload(att.get("local_file"), uploads)
             content = upload_image(served, filename) if served else f"🖼️ *{name}* ({att['width']}×{att['height']})"
         else:
-            extra = " — reduced to fit" if att.get("reduced") else ""
+            extra = " — sent again from earlier" if att.get("resent") else ""
+            extra += " — cut off (the file ends early)" if att.get("cut_off") else ""
+            extra += " — reduced to fit" if att.get("reduced") else ""
             content = f"📄 *{name}* — {att['lines']:,} lines, ~{att['est_tokens']:,} tokens{extra}"
         out.append({"role": "user", "content": content})
     return out or [{"role": "user", "content": "(empty)"}]
@@ -173,13 +187,13 @@ def chat_view(
                 out.append(
                     {
                         "role": "assistant",
-                        "content": _inert(session, str(msg["content"])),
+                        "content": _inert(session, bounded(str(msg["content"]))),
                         "metadata": {"title": "ℹ️ Note", "status": "done"},
                     }
                 )
         elif msg["role"] == "assistant":
             answered.add(turn)
-            content = _inert(session, str(msg.get("content") or ""))
+            content = _inert(session, bounded(str(msg.get("content") or "")))
             if msg.get("stopped"):
                 content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
             if msg.get("error"):
@@ -188,7 +202,7 @@ def chat_view(
                 content = (content + "\n\n" if content else "") + f"{head} {error}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
-        out.append({"role": "assistant", "content": inert_markdown(live.text)})
+        out.append({"role": "assistant", "content": inert_markdown(bounded(live.text))})
     return out
 
 
@@ -219,17 +233,29 @@ def approval_prompt(pending: dict[str, Any] | None) -> str:
 
 
 def context_meter(session: Session) -> str:
-    """An HTML bar: the last turn's estimated prompt against its model's window."""
+    """An HTML bar: what the last turn sent against its model's window.
+
+    The prompt tokens the service reported for the turn's largest request (what was actually
+    sent: earlier logs as their analysis), or before any report the router's estimate."""
     if not session.routes:
         return '<div class="sb-meter"><span>Context: nothing sent yet</span></div>'
     r = session.routes[-1]
-    used, window = r["est_tokens"], max(r["context_window"], 1)
+    window = max(r["context_window"], 1)
+    sent = [
+        u["prompt_tokens"]
+        for u in session.usage
+        if u.get("turn") == r["turn"] and u.get("purpose") in ("answer", "tool_round") and u.get("model") == r["model"]
+    ]
+    if sent:
+        used, shown, title = max(sent), f"{max(sent):,}", "Prompt tokens of the last turn's largest request, as sent"
+    else:
+        used, shown = r["est_tokens"], f"~{r['est_tokens']:,}"
+        title = "Estimated prompt tokens (with safety margin) against the context window"
     pct = min(100.0, 100.0 * used / window)
     tone = "ok" if pct < 70 else "warn" if pct < 95 else "full"
     return (
-        f'<div class="sb-meter sb-{tone}" '
-        'title="Estimated prompt tokens (with safety margin) against the context window">'
-        f"<span>Context ~{used:,} / {window:,} tokens · {html.escape(r['model'])}</span>"
+        f'<div class="sb-meter sb-{tone}" title="{title}">'
+        f"<span>Context {shown} / {window:,} tokens · {html.escape(r['model'])}</span>"
         f'<div class="sb-bar"><div style="width:{pct:.1f}%"></div></div></div>'
     )
 
@@ -272,7 +298,7 @@ def ticket_chips(ticket: dict[str, Any], error: str | None = None) -> str:
 
 
 def _pre(value: Any) -> str:
-    return "<pre>" + html.escape(json.dumps(value, indent=2, ensure_ascii=False, default=str)) + "</pre>"
+    return "<pre>" + html.escape(bounded(json.dumps(value, indent=2, ensure_ascii=False, default=str))) + "</pre>"
 
 
 def tools_html(session: Session) -> str:
