@@ -23,12 +23,19 @@ from supportbot.config import Settings
 from supportbot.conversation import TurnRunner
 from supportbot.engine import OfflineEngine
 from supportbot.errors import CatalogError, ConfigError, SupportbotError
-from supportbot.events import ApprovalRequested, Done, TicketUpdated, ToolCallFinished, ToolCallStarted
+from supportbot.events import (
+    ApprovalRequested,
+    Done,
+    FallbackStarted,
+    TicketUpdated,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from supportbot.services import Services
 from supportbot.session import Session
 from supportbot.storage.counters import APP_SCOPE
 from supportbot.storage.history import import_json
-from supportbot.testing import ScriptedModel, reply, tool_call
+from supportbot.testing import ScriptedModel, error, reply, tool_call
 from supportbot.tools.rounds import DENIED
 from supportbot.ui import render
 
@@ -293,6 +300,29 @@ def test_a_round_of_several_calls_pauses_at_each_sensitive_one_in_order(tmp_path
     assert session.messages[-1]["content"] == "Refunded; a colleague was not needed."
     assert [m["role"] for m in session.history] == ["user", "assistant", "tool", "tool", "tool", "tool", "assistant"]
     assert len(refunds(runner, session)) == 1
+
+
+def test_a_resumed_turn_whose_model_fails_falls_back_with_the_approved_round_kept(tmp_path: Path):
+    # Qwen asks for a refund; approved, the refund runs; Qwen then fails (no text shown): Llama 3.3 answers
+    # from the same round, and the refund is not asked for or run again.
+    answers = {
+        "qwen-3-32b": [
+            reply(tool_call("request_refund", {"order_id": "48258", "reason": "lost"}, id="r1")),
+            error(503),
+        ],
+        "llama-3.3-70b": [reply("Your refund of 181.49 EUR is on its way.")],
+    }
+    model = ScriptedModel(*[lambda body: answers[body["model"]].pop(0)] * 3)
+    runner = TurnRunner(Services.create(settings(tmp_path, engine="live", api_key="k"), transport=model))
+    session = Session()
+    turn(runner, session, "Where is my order #48291?", selected="qwen-3-32b")
+    events = decide(runner, session, True)
+    assert [b["model"] for b in model.chat_bodies] == ["qwen-3-32b", "qwen-3-32b", "llama-3.3-70b"]
+    assert next(e for e in events if isinstance(e, FallbackStarted)).failed == "qwen-3-32b"
+    assert len(refunds(runner, session)) == 1 and [c["call_id"] for c in session.tool_calls] == ["r1"]
+    assert [m["role"] for m in model.chat_bodies[-1]["messages"]] == ["system", "user", "assistant", "tool"]
+    assert session.routes[0]["fallback_from"] == "qwen-3-32b" and session.messages[-1]["model"] == "llama-3.3-70b"
+    assert [m["role"] for m in session.history] == ["user", "assistant", "tool", "assistant"]
 
 
 def test_without_the_setting_nothing_pauses(tmp_path: Path, engine: OfflineEngine):

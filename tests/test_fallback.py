@@ -34,6 +34,7 @@ from supportbot.testing import ScriptedModel, error, reply, tool_call
 from supportbot.ui import render
 
 SCREENSHOT = Path("assets") / "samples" / "checkout-error.png"  # 1440 x 900
+LONG_LOG = Path("assets") / "samples" / "checkout-service.log"  # ~190K tokens
 ORDER = "Where is my order #48291?"
 
 
@@ -152,6 +153,27 @@ def test_a_403_on_tier_gives_the_plan_message_and_falls_back_within_the_plan(tmp
     assert catalog.on_plan(catalog.get(session.routes[0]["model"])) is True
     assert all(catalog.on_plan(catalog.get(f)) is not False for f in session.routes[0]["fallbacks"])
     assert any("Pro plan" in m["content"] for m in session.messages if m["role"] == "notice")
+
+
+def test_a_long_log_falls_back_to_a_model_whose_window_holds_it(tmp_path: Path):
+    # On Premium a ~190K-token log goes to Kimi K2.6 (262K); when it fails, DeepSeek V4 Flash (1M) takes the
+    # same prompt, log unreduced. DeepSeek R1 (164K) is not a candidate: its window is too small.
+    with start_server(OfflineEngine()) as server:
+        services = live_services(tmp_path, server.base_url, "premium")
+        server.engine.inject("unavailable", model="kimi-k2.6")
+        session = Session()
+        run(TurnRunner(services), session, "Our checkout keeps failing, here is the log", [LONG_LOG])
+        sent = server.engine.requests
+    assert [b["model"] for b in sent][:2] == ["kimi-k2.6", "deepseek-v4-flash"]
+    assert sent[0]["messages"][-1] == sent[1]["messages"][-1]  # the same customer message, log and all
+    r = session.routes[0]
+    assert (r["rule"], r["reduce_logs_to"], r["model"], r["fallback_from"]) == (
+        "long_context",
+        None,
+        "deepseek-v4-flash",
+        "kimi-k2.6",
+    )
+    assert "deepseek-r1-0528" not in r["fallbacks"] and "ERROR 173" in session.messages[-1]["content"]
 
 
 @pytest.mark.parametrize("kind", ["server", "unavailable", "empty_stream", "timeout", "not_found"])
