@@ -39,6 +39,10 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     return choices
 
 
+# Chat turns and resumed (approved or denied) turns share one concurrency group: SUPPORTBOT_CONCURRENCY
+# bounds the model work in flight, whichever button started it.
+TURNS = "turn"
+
 # Gradio's own cache (uploads, and its copies of outputs such as exports): every 10 minutes,
 # delete files older than 50 minutes, so none outlives an hour. Only set here: with no
 # delete_cache Gradio never deletes anything.
@@ -219,6 +223,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             [*live_outputs, msg, state],
             api_name="chat",
             concurrency_limit=limit,
+            concurrency_id=TURNS,
             show_progress="minimal",
         )
         # Runs after the turn ends, stopped or not, so the panels always match the session.
@@ -226,7 +231,12 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         turn_events = [chat_event]
         for i, btn in enumerate(example_btns):
             event = btn.click(functools.partial(example_message, i), None, msg, api_visibility="private").then(
-                pg.chat, turn_inputs, [*live_outputs, msg, state], concurrency_limit=limit, api_visibility="private"
+                pg.chat,
+                turn_inputs,
+                [*live_outputs, msg, state],
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+                api_visibility="private",
             )
             event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
             turn_events.append(event)
@@ -239,6 +249,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 resume_outputs,
                 api_name="approve",
                 concurrency_limit=limit,
+                concurrency_id=TURNS,
             ),
             approve_btn.click(
                 pg.approve_click,
@@ -246,6 +257,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 resume_outputs,
                 api_visibility="private",
                 concurrency_limit=limit,
+                concurrency_id=TURNS,
             ),
             deny_btn.click(
                 pg.deny_click,
@@ -253,6 +265,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                 resume_outputs,
                 api_visibility="private",
                 concurrency_limit=limit,
+                concurrency_id=TURNS,
             ),
         ]
         for event in resume_events:
