@@ -210,7 +210,7 @@ def pending_steps(pending: dict[str, Any]) -> list[dict[str, Any]]:
     """A call awaiting approval as the chat shows it: any text said before it, then the call as a paused step."""
     out = []
     if pending.get("text"):
-        out.append({"role": "assistant", "content": inert_markdown(str(pending["text"]))})
+        out.append({"role": "assistant", "content": inert_markdown(bounded(str(pending["text"])))})
     view = pending_view(pending) or {}
     body = (
         "**Arguments**\n"
