@@ -58,6 +58,8 @@ DEFAULT_MAX_PIXELS = min(50_000_000, DECODE_MEMORY // (DECODES_AT_ONCE * BYTES_P
 _DECODE_SLOTS = threading.BoundedSemaphore(DECODES_AT_ONCE)
 # Images at least this large hand their freed memory back to the system after a decode.
 _TRIM_PIXELS = 4_000_000
+# Pixels sampled to tell a UI screenshot (a few flat colours) from a photo.
+FLAT_SAMPLE_PIXELS = 16_384
 # The payload we aim for; a 12 MP screenshot should come out well under it.
 TARGET_BYTES = 600 * 1024
 LOSSY_QUALITIES = (85, 70, 55)
@@ -285,7 +287,7 @@ def _not_an_image(data: bytes) -> str:
 
 def _looks_flat(im: Image.Image) -> bool:
     """True for UI-like images: a few colours cover most of the picture."""
-    step = max(1, int((im.width * im.height / 65_536) ** 0.5))
+    step = max(1, int((im.width * im.height / FLAT_SAMPLE_PIXELS) ** 0.5))
     # NEAREST keeps exact source colours (a filtered sample would invent blends).
     sample = im if step == 1 else im.resize((max(1, im.width // step), max(1, im.height // step)), Image.NEAREST)
     if sample.mode not in ("RGB", "RGBA", "L", "P"):
@@ -360,16 +362,19 @@ def _encode(im: Image.Image, flat: bool) -> tuple[str, bytes]:
         png = _save(pal, "PNG", compress_level=3)
         if len(png) <= TARGET_BYTES:
             return "PNG", png
+    if not flat and im.mode != "RGBA":
+        # A photo: the first JPEG quality under the target is good enough. WebP is ~25% smaller but
+        # ~10x slower to encode, and the model's token cost does not depend on the bytes.
+        for quality in LOSSY_QUALITIES:
+            jpeg = _save(im, "JPEG", quality=quality, subsampling=2)
+            if len(jpeg) <= TARGET_BYTES:
+                return "JPEG", jpeg
     best: tuple[str, bytes] | None = None
     for quality in LOSSY_QUALITIES:
-        candidates: list[tuple[str, bytes]] = []
+        candidates: list[tuple[str, bytes]] = [("WEBP", _save(im, "WEBP", quality=quality, method=WEBP_METHOD))]
         if im.mode != "RGBA":  # JPEG would lose the transparency
             # 4:4:4 chroma keeps coloured UI text sharp; photos take the usual 4:2:0.
             candidates.append(("JPEG", _save(im, "JPEG", quality=quality, subsampling=0 if flat else 2)))
-        # A photo's JPEG under the target is good enough: WebP is ~25% smaller but ~10x
-        # slower to encode, and the model's token cost does not depend on the bytes.
-        if flat or not candidates or len(candidates[0][1]) > TARGET_BYTES:
-            candidates.append(("WEBP", _save(im, "WEBP", quality=quality, method=WEBP_METHOD)))
         best = min(candidates, key=lambda c: len(c[1]))
         if len(best[1]) <= TARGET_BYTES:
             break
