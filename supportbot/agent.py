@@ -15,30 +15,33 @@ Every discarded attempt is still a request: the SDK says how many it took
 from the SDK's own retry rule, so each becomes a "retry" usage record.
 Spending: each request is reserved from the turn's ``Budget`` (``supportbot.limits``) before it
 is sent and settled with its attempts after, so a spent budget stops a turn between requests.
+Approval: before a call SUPPORTBOT_CONFIRM_TOOLS names, the turn pauses (``ApprovalRequested``, then
+Done with finish reason "approval"); ``resume_turn`` finishes that round and goes on
+(``supportbot.tools.rounds``). A turn continued elsewhere (a fallback model, an approval) passes
+``steps_done``, so the step limit counts the whole turn.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 import openai
 
-from supportbot.client import ClientFactory, sdk_attempts
-from supportbot.config import Settings, redact
+from supportbot.client import ClientFactory, describe_api_error, sdk_attempts
+from supportbot.config import Settings
 from supportbot.errors import ApiError, LimitReached
 from supportbot.events import (
+    ApprovalRequested,
     Done,
     ErrorEvent,
     Event,
     Notice,
     RoundCompleted,
     TextDelta,
-    ToolCallFinished,
-    ToolCallStarted,
     UsageRecord,
     UsageReported,
 )
@@ -46,6 +49,7 @@ from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
+from supportbot.tools.rounds import Call, confirm_set, finish_round, run_calls
 
 SYSTEM_PROMPT = "\n".join(
     [
@@ -60,16 +64,9 @@ SYSTEM_PROMPT = "\n".join(
 
 
 @dataclass
-class _Call:
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-@dataclass
 class _Round:
     text: str = ""
-    calls: dict[int, _Call] = field(default_factory=dict)
+    calls: dict[int, Call] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Any = None
     ttft_ms: float | None = None
@@ -83,6 +80,7 @@ class Agent:
         self.settings = settings
         self.clients = clients
         self.registry = registry
+        self.confirm = confirm_set(settings.confirm_tools, registry)  # a bad name stops start-up, named
 
     async def run_turn(
         self,
@@ -93,8 +91,10 @@ class Agent:
         turn: int = 0,
         system_prompt: str = SYSTEM_PROMPT,
         budget: Budget = NO_LIMIT,
+        steps_done: int = 0,
     ) -> AsyncIterator[Event]:
-        """Stream one turn's events; ``history`` ends with the new user message and is not modified.
+        """Stream one turn's events; ``history`` ends with the new user message (and any tool rounds the turn
+        completed before, ``steps_done`` of them) and is not modified.
 
         Every request is reserved from ``budget`` before it is sent and settled with the SDK's
         attempts after; when the budget is spent the turn ends with an ErrorEvent of kind "limit"."""
@@ -102,7 +102,7 @@ class Agent:
         added: list[dict[str, Any]] = []
         tools = self.registry.schemas() if model.capabilities.tools else None
         text = ""
-        for step in range(self.settings.max_tool_steps + 1):
+        for step in range(steps_done, self.settings.max_tool_steps + 1):
             purpose = "answer" if step == 0 else "tool_round"
             rnd = _Round()
             try:
@@ -153,18 +153,15 @@ class Agent:
                     for c in calls
                 ],
             }
-            messages.append(assistant)
-            added.append(assistant)
-            for c in calls:
-                yield ToolCallStarted(c.id, c.name, c.arguments)
-                result = await self.registry.run(c.id, c.name, c.arguments, ctx)
-                yield ToolCallFinished(
-                    c.id, c.name, result.arguments, result.ok, result.result, result.error, result.duration_ms
-                )
-                tool_msg = {"role": "tool", "tool_call_id": c.id, "content": result.content()}
-                messages.append(tool_msg)
-                added.append(tool_msg)
-            yield RoundCompleted([assistant, *messages[len(messages) - len(calls) :]])
+            partial = [assistant]
+            async for event in run_calls(self.registry, calls, ctx, self.confirm, partial, step + 1):
+                yield event
+                if isinstance(event, ApprovalRequested):
+                    yield Done(text, [*added, *partial], "approval")
+                    return
+            messages += partial
+            added += partial
+            yield RoundCompleted(partial)
         steps = self.settings.max_tool_steps
         yield ErrorEvent(
             "step_limit",
@@ -172,6 +169,31 @@ class Agent:
             "Rephrase the request, or raise SUPPORTBOT_MAX_TOOL_STEPS.",
         )
         yield Done(text, added, "step_limit", ok=False)
+
+    async def resume_turn(
+        self,
+        history: list[dict[str, Any]],
+        paused: ApprovalRequested,
+        approved: bool,
+        model: ModelInfo,
+        ctx: ToolContext,
+        *,
+        turn: int = 0,
+        budget: Budget = NO_LIMIT,
+    ) -> AsyncIterator[Event]:
+        """Finish a round paused for approval (the call run, or answered with DENIED, then the round's other
+        calls), then go on with the turn; ``history`` ends with the rounds completed before the paused one."""
+        partial = list(paused.partial)
+        async for event in finish_round(self.registry, paused, approved, ctx, self.confirm, partial):
+            yield event
+            if isinstance(event, ApprovalRequested):
+                yield Done("", partial, "approval")
+                return
+        yield RoundCompleted(partial)
+        rest = self.run_turn([*history, *partial], model, ctx, turn=turn, budget=budget, steps_done=paused.steps)
+        async for event in rest:
+            # What the turn adds to memory includes the round finished here.
+            yield replace(event, messages=[*partial, *event.messages]) if isinstance(event, Done) else event
 
     async def _stream(self, messages, model: ModelInfo, tools, rnd: _Round, started: float) -> AsyncIterator[str]:
         """One streamed request; fills ``rnd`` and yields content deltas."""
@@ -214,7 +236,7 @@ class Agent:
                     for tc in delta.tool_calls or ():
                         if rnd.ttft_ms is None:
                             rnd.ttft_ms = (time.perf_counter() - started) * 1000
-                        call = rnd.calls.setdefault(tc.index, _Call())
+                        call = rnd.calls.setdefault(tc.index, Call())
                         if tc.id:
                             call.id = tc.id
                         if tc.function is not None:
@@ -295,94 +317,3 @@ def _retries(discarded: int, model_id: str, turn: int) -> list[UsageRecord]:
     """A "retry" record for each attempt the SDK made and discarded (429, 5xx...). Their tokens
     are not known (and are usually not billed); they still count as requests."""
     return [UsageRecord(model_id, "retry", 0, 0, False, 0.0, None, turn) for _ in range(discarded)]
-
-
-def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
-    """Turn an SDK error into an ApiError whose message says what to do."""
-    secret = settings.api_key.get_secret_value() if settings.api_key else None
-    error = _describe(exc, model, base_url, settings, _server_message(exc, secret))
-    # Every part is already masked; the whole message once more, in case the key hides elsewhere
-    # (a base URL, a connection error's cause).
-    return ApiError(error.kind, redact(str(error), secret), error.status)
-
-
-def _describe(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings, detail: str) -> ApiError:
-    secret = settings.api_key.get_secret_value() if settings.api_key else None
-    status = getattr(exc, "status_code", None)
-    n = settings.max_retries + 1
-    attempts = f"{n} attempt{'s' if n != 1 else ''}"
-    if isinstance(exc, openai.APITimeoutError):
-        return ApiError(
-            "timeout",
-            f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: "
-            "try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.",
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return ApiError(
-            "connection",
-            f"Could not reach {base_url} ({attempts}): {redact(str(exc.__cause__ or exc), secret)}. Check "
-            "OXLO_BASE_URL and your network.",
-        )
-    if isinstance(exc, openai.AuthenticationError):
-        return ApiError(
-            "auth",
-            f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.PermissionDeniedError):
-        plan = settings.plan.title()
-        needs = (
-            f"Oxlo does not publish {model.name}'s tier"
-            if model.tier == "unknown"
-            else f"{model.name} needs the {model.tier.title()} tier"
-        )
-        return ApiError(
-            "forbidden",
-            f"Not allowed (403) on your {plan} plan (SUPPORTBOT_PLAN): {needs}, or a plan limit was reached. Choose "
-            f"a model your plan includes (Auto routes only to those) or upgrade. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.NotFoundError):
-        return ApiError(
-            "not_found",
-            f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in "
-            f"the catalog may not be served. {detail}",
-            status,
-        )
-    if isinstance(exc, openai.RateLimitError):
-        return ApiError(
-            "rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status
-        )
-    if isinstance(exc, openai.BadRequestError):
-        code = str(getattr(exc, "code", "") or "")
-        if "context" in code or "context length" in detail.lower() or "maximum context" in detail.lower():
-            return ApiError(
-                "context_length",
-                f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach "
-                f"a shorter log, pick a long-context model, or start a new conversation. {detail}",
-                status,
-            )
-        return ApiError("bad_request", f"The service rejected the request (400): {detail}", status)
-    if isinstance(exc, openai.APIStatusError) and status and status >= 500:
-        return ApiError(
-            "server",
-            f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try "
-            f"again shortly or choose another model. {detail}",
-            status,
-        )
-    return ApiError(
-        "server" if status is None else "bad_request",
-        f"The model service failed ({status or type(exc).__name__}): {detail or redact(str(exc), secret)[:300]}",
-        status,
-    )
-
-
-def _server_message(exc: openai.APIError, secret: str | None) -> str:
-    """The server's own message, masked, then cut to 300 characters (masked first: a cut can split the key)."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error")
-        msg = err.get("message") if isinstance(err, dict) else body.get("message")
-        if msg:
-            return f"Server said: {redact(str(msg), secret)[:300]}"
-    return ""

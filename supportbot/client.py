@@ -4,6 +4,8 @@ One AsyncOpenAI per event loop: an httpx.AsyncClient is bound to the loop it fir
 ran on, and Gradio runs handlers on more than one loop (and tests make their own).
 The offline engine is imported here, lazily, and only when it is chosen; so are the recording
 and replay transports of ``supportbot.cassette`` (SUPPORTBOT_RECORD, SUPPORTBOT_ENGINE=replay).
+What the SDK's errors mean is decided here too: how many attempts it made (``sdk_attempts``) and
+the message a person can act on (``describe_api_error``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import openai
 
 from supportbot.config import Settings, redact
 from supportbot.errors import ApiError
+from supportbot.routing.catalog import ModelInfo
 
 
 class ClientFactory:
@@ -146,3 +149,97 @@ def sdk_attempts(exc: openai.APIError, max_retries: int) -> int:
         or response.status_code >= 500
     )
     return 1 + max_retries if retryable else 1
+
+
+# --- what the SDK's errors mean -------------------------------------------------------------------
+
+
+def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings) -> ApiError:
+    """Turn an SDK error into an ApiError whose message says what to do."""
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
+    error = _describe(exc, model, base_url, settings, _server_message(exc, secret))
+    # Every part is already masked; the whole message once more, in case the key hides elsewhere
+    # (a base URL, a connection error's cause).
+    return ApiError(error.kind, redact(str(error), secret), error.status)
+
+
+def _describe(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings, detail: str) -> ApiError:
+    secret = settings.api_key.get_secret_value() if settings.api_key else None
+    status = getattr(exc, "status_code", None)
+    n = settings.max_retries + 1
+    attempts = f"{n} attempt{'s' if n != 1 else ''}"
+    if isinstance(exc, openai.APITimeoutError):
+        return ApiError(
+            "timeout",
+            f"No answer from {base_url} within {settings.request_timeout:g} s ({attempts}). The service may be busy: "
+            "try again, or raise SUPPORTBOT_REQUEST_TIMEOUT.",
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ApiError(
+            "connection",
+            f"Could not reach {base_url} ({attempts}): {redact(str(exc.__cause__ or exc), secret)}. Check "
+            "OXLO_BASE_URL and your network.",
+        )
+    if isinstance(exc, openai.AuthenticationError):
+        return ApiError(
+            "auth",
+            f"The API key was rejected (401). Check OXLO_API_KEY (or the Space secret) and restart. {detail}",
+            status,
+        )
+    if isinstance(exc, openai.PermissionDeniedError):
+        plan = settings.plan.title()
+        needs = (
+            f"Oxlo does not publish {model.name}'s tier"
+            if model.tier == "unknown"
+            else f"{model.name} needs the {model.tier.title()} tier"
+        )
+        return ApiError(
+            "forbidden",
+            f"Not allowed (403) on your {plan} plan (SUPPORTBOT_PLAN): {needs}, or a plan limit was reached. Choose "
+            f"a model your plan includes (Auto routes only to those) or upgrade. {detail}",
+            status,
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return ApiError(
+            "not_found",
+            f"Model {model.id!r} was not found at {base_url} (404). Choose another model; ids marked unconfirmed in "
+            f"the catalog may not be served. {detail}",
+            status,
+        )
+    if isinstance(exc, openai.RateLimitError):
+        return ApiError(
+            "rate_limit", f"Rate limit reached (429) after {attempts}. Wait a moment, then send again. {detail}", status
+        )
+    if isinstance(exc, openai.BadRequestError):
+        code = str(getattr(exc, "code", "") or "")
+        if "context" in code or "context length" in detail.lower() or "maximum context" in detail.lower():
+            return ApiError(
+                "context_length",
+                f"The prompt is longer than {model.name}'s context window ({model.context_window:,} tokens). Attach "
+                f"a shorter log, pick a long-context model, or start a new conversation. {detail}",
+                status,
+            )
+        return ApiError("bad_request", f"The service rejected the request (400): {detail}", status)
+    if isinstance(exc, openai.APIStatusError) and status and status >= 500:
+        return ApiError(
+            "server",
+            f"The model service had trouble ({status}) after {attempts}: its workers may be busy or restarting. Try "
+            f"again shortly or choose another model. {detail}",
+            status,
+        )
+    return ApiError(
+        "server" if status is None else "bad_request",
+        f"The model service failed ({status or type(exc).__name__}): {detail or redact(str(exc), secret)[:300]}",
+        status,
+    )
+
+
+def _server_message(exc: openai.APIError, secret: str | None) -> str:
+    """The server's own message, masked, then cut to 300 characters (masked first: a cut can split the key)."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error")
+        msg = err.get("message") if isinstance(err, dict) else body.get("message")
+        if msg:
+            return f"Server said: {redact(str(msg), secret)[:300]}"
+    return ""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from supportbot.errors import ConfigError
 
@@ -57,6 +57,7 @@ ENV_VARS: dict[str, str] = {
     "trusted_proxies": "SUPPORTBOT_TRUSTED_PROXIES",
     "queue_size": "SUPPORTBOT_QUEUE_SIZE",
     "max_text_chars": "SUPPORTBOT_MAX_TEXT_CHARS",
+    "confirm_tools": "SUPPORTBOT_CONFIRM_TOOLS",
 }
 
 # Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.
@@ -67,6 +68,8 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "allow_extraction": False,
     "trusted_proxies": 1,  # the Space's own proxy appends the visitor's address to X-Forwarded-For
     "retention_days": 30,
+    # A stranger's refund or escalation waits for a click: the owner's demo shop, the owner's key.
+    "confirm_tools": ("request_refund", "escalate_to_human"),
 }
 # Never echoed in a validation message: they hold secrets.
 _SECRET_FIELDS = ("api_key", "database_url")
@@ -136,6 +139,18 @@ class Settings(BaseModel):
     queue_size: int | None = Field(None, ge=1, le=100_000)
     # Typed text longer than this becomes a log attachment when it reads as a log, else it is refused.
     max_text_chars: int = Field(200_000, ge=1_000, le=100_000_000)
+    # Tools the agent pauses before, until a human approves or denies the call; "none" for none. The names
+    # are checked against the tool registry when the agent is made (ConfigError naming the unknown one).
+    confirm_tools: tuple[str, ...] = ()
+
+    @field_validator("confirm_tools", mode="before")
+    @classmethod
+    def _tool_list(cls, value: Any) -> Any:
+        """'request_refund, escalate_to_human' -> a tuple of names; 'none' -> none."""
+        if isinstance(value, str):
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            value = [] if [n.lower() for n in names] == ["none"] else names
+        return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
 
     @classmethod
     def load(

@@ -4,9 +4,13 @@
   turn on the history as it will be sent (earlier logs as their analysis), fork a reloaded
   conversation, record the customer's message and the notices (a reduced or cut-off log,
   compacted history);
-* stream: run the agent and record each event in the session as it arrives;
+* stream: run the agent and record each event in the session as it arrives; when the model
+  fails before any answer text (``routing.fallback``), run the turn once more on the next
+  fallback, keeping any completed tool rounds (their refunds happened: they must not run twice,
+  and the answer about them should not be lost);
 * commit: update the model's memory by the one rule in ``supportbot.memory``, then the
-  ticket, then persist.
+  ticket, then persist. A turn paused for approval keeps its state in the session instead
+  (``supportbot.approval``); ``resume`` finishes it in a new event.
 
 This is the layer the UI calls. It knows nothing of Gradio (the UI passes a plain progress
 callback) and nothing of the SDK beyond the agent and ticket extraction. A failed or stopped
@@ -20,62 +24,49 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportbot import housekeeping, memory
+from supportbot import approval, housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
 from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
 from supportbot.attachments.intake import Attachments, log_limits, sort_files
 from supportbot.attachments.logs import LogFile, open_log
-from supportbot.attachments.message import fence_logs, image_meta, user_message
+from supportbot.attachments.message import fence_logs, image_meta, user_message, with_images
 from supportbot.errors import SupportbotError
 from supportbot.events import (
-    Done,
     ErrorEvent,
     Event,
+    FallbackStarted,
     Notice,
-    RoundCompleted,
     RouteChosen,
     RouteDecision,
-    TextDelta,
     TicketUpdated,
-    ToolCallFinished,
-    UsageReported,
 )
 from supportbot.limits import NO_LIMIT, Budget, cap_turn
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
+from supportbot.routing.fallback import FALLBACK_KINDS, demote, failure_label
 from supportbot.routing.router import TurnFacts, route
 from supportbot.services import Services
-from supportbot.session import Session, new_conversation_id
-from supportbot.storage.sandbox import Sandbox
-from supportbot.ticket.extraction import extract_ticket
-from supportbot.ticket.record import Ticket, build_inline
+from supportbot.session import Session
+from supportbot.ticket.record import Ticket
 from supportbot.tools import REGISTRY, ToolContext
+from supportbot.turn_state import (
+    TurnState,
+    claim,
+    extracted_ticket,
+    fallback_for,
+    fork,
+    inline_ticket,
+    pending_record,
+    record,
+    resumed,
+    switch,
+)
 from supportbot.vocabulary import cut_off_note
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass
-class _Turn:
-    """One turn in flight: what prepare made, what stream gathered."""
-
-    number: int
-    decision: RouteDecision
-    model: ModelInfo
-    history: list[dict[str, Any]]  # the memory the turn starts from (maybe compacted)
-    sent: list[dict[str, Any]]  # that memory as the request carries it (earlier logs as their analysis)
-    user_msg: dict[str, Any]
-    images: list[PreparedImage]
-    notes: list[str] = field(default_factory=list)
-    sandbox: Sandbox | None = None  # the conversation's view of the demo shop
-    budget: Budget = NO_LIMIT  # the visitor's spending bounds; every model request draws on it
-    answer: str = ""
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    done: Done | None = None
 
 
 class TurnRunner:
@@ -125,8 +116,9 @@ class TurnRunner:
         selected: str | None,
         sent: list[dict[str, Any]] | None = None,
     ) -> RouteDecision:
-        """Route a turn (pure: no request is made)."""
-        return route(self.facts(session, text, found, sent), self.s.catalog, self.s.policy, selected)
+        """Route a turn (no request is made), models that failed in the last minutes tried last."""
+        decision = route(self.facts(session, text, found, sent), self.s.catalog, self.s.policy, selected)
+        return demote(decision, self.s.catalog, self.s.cooldown.cooling(), images=bool(found.images))
 
     async def run(
         self,
@@ -146,19 +138,10 @@ class TurnRunner:
         text = (text or "").strip()
         if not text and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
-        mode = ticket_mode or self.s.settings.ticket_mode
-        if mode == "extraction" and not self.s.settings.extraction_allowed:
-            raise SupportbotError(
-                "Ticket extraction mode is switched off on this app (SUPPORTBOT_ALLOW_EXTRACTION): it costs one or "
-                "two extra requests a turn. Choose the inline ticket mode."
-            )
+        approval.refuse_new_message(session)
+        mode = self._ticket_mode(ticket_mode)
         await budget.check()
-        # Checked and set before the first await: two turns at once would each overwrite the other's history.
-        if session.busy:
-            raise SupportbotError(
-                "This conversation is still answering the previous message: wait for it, or press stop."
-            )
-        session.busy = True
+        claim(session)
         report = progress or (lambda _f, _d: None)
         try:
             turn = await self._prepare(session, text, list(files or []), selected, report)
@@ -166,22 +149,74 @@ class TurnRunner:
             yield RouteChosen(turn.decision)
             for note in turn.notes:
                 yield Notice(note)
-            try:
-                async for event in self._stream(session, turn):
-                    yield event
-            except (asyncio.CancelledError, GeneratorExit):
-                await self._commit_stopped(session, turn)
-                raise
-            async for event in self._commit(session, turn, mode):
+            async for event in self._drive(session, turn, mode):
                 yield event
         finally:
             session.busy = False
+
+    async def resume(
+        self,
+        session: Session,
+        call_id: str,
+        approved: bool,
+        *,
+        ticket_mode: str | None = None,
+        budget: Budget = NO_LIMIT,
+    ) -> AsyncIterator[Event]:
+        """Approve (run) or deny the call the session's last turn paused at, and finish that turn.
+
+        A new event of its own: the pause held nothing. A reloaded conversation forks first, as for a
+        new message, so two people approving from one link never share a sandbox or a stored turn."""
+        pending = approval.awaiting(session, call_id)
+        mode = self._ticket_mode(ticket_mode)
+        if pending["model"] not in self.s.catalog:
+            raise SupportbotError(f"The paused call's model {pending['model']!r} is no longer in the catalog.")
+        await budget.check()
+        claim(session)
+        try:
+            fork_of = fork(session)
+            sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
+            turn, paused = await asyncio.to_thread(resumed, session, pending, self.s.catalog)
+            turn.sandbox, turn.budget = sandbox, budget
+            session.pending_call = None  # taken: approving the same call twice is refused
+            await asyncio.to_thread(self.s.history.save, session)
+
+            def first(ctx: ToolContext) -> AsyncIterator[Event]:
+                history = turn.agent_history()  # the memory, the customer's message, the rounds before the pause
+                return self.s.agent.resume_turn(
+                    history, paused, approved, turn.model, ctx, turn=turn.number, budget=budget
+                )
+
+            async for event in self._drive(session, turn, mode, first):
+                yield event
+        finally:
+            session.busy = False
+
+    def _ticket_mode(self, asked: str | None) -> str:
+        mode = asked or self.s.settings.ticket_mode
+        if mode == "extraction" and not self.s.settings.extraction_allowed:
+            raise SupportbotError(
+                "Ticket extraction mode is switched off on this app (SUPPORTBOT_ALLOW_EXTRACTION): it costs one or "
+                "two extra requests a turn. Choose the inline ticket mode."
+            )
+        return mode
+
+    async def _drive(self, session: Session, turn: TurnState, mode: str, first: Any = None) -> AsyncIterator[Event]:
+        """Stream the turn, then commit it (or record the stop)."""
+        try:
+            async for event in self._stream(session, turn, first):
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._commit_stopped(session, turn)
+            raise
+        async for event in self._commit(session, turn, mode):
+            yield event
 
     # --- prepare ----------------------------------------------------------------------------
 
     async def _prepare(
         self, session: Session, text: str, files: list[str | Path], selected: str | None, progress: Progress
-    ) -> _Turn:
+    ) -> TurnState:
         progress(0.05, "Reading attachments")
         text, found = await asyncio.to_thread(sort_files, files, text, self.s.settings)
         # A log is sent once: earlier logs travel as their analysis, unless this message asks about
@@ -195,25 +230,13 @@ class TurnRunner:
             facts = await asyncio.to_thread(self.facts, session, text, found, sent)
             decision = cap_turn(decision, facts, cap, self.s.policy.safety_margin)
         model = self.s.catalog.get(decision.model)
-        loop = asyncio.get_running_loop()
-        # Decoded on their own few threads (as many as cores): a burst of large images waits its
-        # turn there instead of filling the shared pool every save and ticket of every visitor uses.
-        images = [await loop.run_in_executor(self._decoder, self._image, path, model) for path in found.images]
+        images = [await self._prepared(path, model) for path in found.images]
         progress(0.3, "Preparing logs")
         log_blocks, log_meta = await asyncio.to_thread(fence_logs, found.logs, decision.reduce_logs_to)
         for info in log_meta[len(log_meta) - len(resent) :]:
             info["resent"] = True
         # Nothing above changed the session: bad input leaves it as it was.
-        fork_of = None
-        if session.loaded:
-            # A reloaded or shared conversation continues under a new id, so two people who open
-            # the same link never overwrite each other's stored turns.
-            fork_of = session.conversation_id
-            session.forked_from, session.conversation_id, session.loaded = (
-                session.conversation_id,
-                new_conversation_id(),
-                False,
-            )
+        fork_of = fork(session)
         # The conversation's own view of the demo shop; a fork starts from a copy of its original's.
         sandbox = await asyncio.to_thread(self.s.store.sandbox, session.conversation_id, fork_of=fork_of)
         session.turn += 1
@@ -238,7 +261,9 @@ class TurnRunner:
         await asyncio.to_thread(self.s.history.save, session)
         progress(0.5, f"Asking {model.name}")
         user_msg = user_message(text, log_blocks, images)
-        return _Turn(number, decision, model, history, sent, user_msg, images, notes, sandbox=sandbox)
+        return TurnState(
+            number, decision, model, history, sent, user_msg, images, notes, sandbox=sandbox, image_paths=found.images
+        )
 
     def _logs_asked_about(self, session: Session, text: str, found: Attachments) -> list[LogFile]:
         """Earlier logs this message asks about (and does not attach again), opened from memory."""
@@ -252,50 +277,63 @@ class TurnRunner:
             path, path.name, max_bytes=self.s.settings.max_upload_mb * 2**20, max_edge=model.max_image_edge or 1792
         )
 
+    async def _prepared(self, path: Path, model: ModelInfo) -> PreparedImage:
+        # Decoded on their own few threads (as many as cores): a burst of large images waits its
+        # turn there instead of filling the shared pool every save and ticket of every visitor uses.
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, self._image, path, model)
+
     # --- stream -----------------------------------------------------------------------------
 
-    async def _stream(self, session: Session, turn: _Turn) -> AsyncIterator[Event]:
+    async def _stream(self, session: Session, turn: TurnState, first: Any = None) -> AsyncIterator[Event]:
         sandbox = turn.sandbox or self.s.store.sandbox(session.conversation_id)
         ctx = ToolContext(sandbox, session.conversation_id, memory.transcript(session), session.ticket_fields)
-        messages = [*turn.sent, turn.user_msg]
-        async for event in self.s.agent.run_turn(messages, turn.model, ctx, turn=turn.number, budget=turn.budget):
-            if isinstance(event, ToolCallFinished):
-                session.tool_calls.append({"turn": turn.number, **event.to_json()})
-                await asyncio.to_thread(self.s.history.save, session)
-            elif isinstance(event, RoundCompleted):
-                turn.rounds += event.messages
-            elif isinstance(event, UsageReported):
-                session.usage.append(event.record.to_json())
-            elif isinstance(event, Notice):
-                session.messages.append({"role": "notice", "content": event.text, "turn": turn.number})
-            elif isinstance(event, ErrorEvent):
-                session.messages.append(
-                    {
-                        "role": "assistant",
-                        "content": turn.answer,
-                        "error": event.message,
-                        "error_kind": event.kind,
-                        "turn": turn.number,
-                        "model": turn.model.id,
-                    }
-                )
-            elif isinstance(event, TextDelta):
-                turn.answer += event.text
-            elif isinstance(event, Done):
-                turn.done = event
-            yield event
+        events = first(ctx) if first else self._agent_run(turn, ctx)
+        while events is not None:
+            held: tuple[ErrorEvent, ModelInfo] | None = None
+            async for event in events:
+                if held is not None:
+                    continue  # the failed run's Done: the turn goes on on another model
+                if isinstance(event, ErrorEvent) and event.kind in FALLBACK_KINDS:
+                    self.s.cooldown.failed(turn.model.id, failure_label(event.kind, event.status))
+                    if (fallback := fallback_for(turn, self.s.catalog, self.s.cooldown.cooling())) is not None:
+                        held = (event, fallback)
+                        continue
+                if record(session, turn, event):  # a tool ran: what it did must survive a crash
+                    await asyncio.to_thread(self.s.history.save, session)
+                yield event
+            events = None
+            if held is not None:
+                yield await self._switch(session, turn, *held)
+                events = self._agent_run(turn, ctx)
+
+    def _agent_run(self, turn: TurnState, ctx: ToolContext) -> AsyncIterator[Event]:
+        return self.s.agent.run_turn(
+            turn.agent_history(), turn.model, ctx, turn=turn.number, budget=turn.budget, steps_done=turn.steps
+        )
+
+    async def _switch(self, session: Session, turn: TurnState, error: ErrorEvent, to: ModelInfo) -> FallbackStarted:
+        failed = turn.model
+        event = switch(session, turn, error, to)
+        if turn.images and to.max_image_edge != failed.max_image_edge:  # prepared again at the size it takes
+            turn.images = [await self._prepared(path, to) for path in turn.image_paths]
+            turn.user_msg = with_images(turn.user_msg, turn.images)
+        await asyncio.to_thread(self.s.history.save, session)
+        return event
 
     # --- commit -----------------------------------------------------------------------------
 
-    async def _commit(self, session: Session, turn: _Turn, ticket_mode: str) -> AsyncIterator[Event]:
+    async def _commit(self, session: Session, turn: TurnState, ticket_mode: str) -> AsyncIterator[Event]:
         done = turn.done
         assert done is not None, "the agent always ends a turn with Done"
+        if turn.paused is not None:
+            await self._commit_paused(session, turn)
+            return
         if done.ok:
             session.messages.append(
-                {"role": "assistant", "content": done.text, "turn": turn.number, "model": turn.model.id}
+                {"role": "assistant", "content": turn.answer, "turn": turn.number, "model": turn.model.id}
             )
         ending = "answered" if done.ok else "failed"
-        added = done.messages if done.ok else turn.rounds
+        added = turn.added(done.ok)
         if (kept := memory.remember(turn.history, turn.user_msg, turn.images, ending, added)) is not None:
             session.history = kept
         async for event in self._ticket(session, turn.model, ticket_mode, turn.number, turn.budget):
@@ -303,62 +341,45 @@ class TurnRunner:
         await asyncio.to_thread(self.s.history.save, session)
         await asyncio.to_thread(self.purge_expired)
 
-    async def _commit_stopped(self, session: Session, turn: _Turn) -> None:
+    async def _commit_stopped(self, session: Session, turn: TurnState) -> None:
         """Stopped by the user: show what arrived; the model keeps the tool rounds that completed
         (their refunds and escalations happened) and forgets the unfinished answer."""
         session.messages.append(
             {"role": "assistant", "content": turn.answer, "stopped": True, "turn": turn.number, "model": turn.model.id}
         )
-        if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", turn.rounds)) is not None:
+        added = turn.added(False)
+        if (kept := memory.remember(turn.history, turn.user_msg, turn.images, "stopped", added)) is not None:
             session.history = kept
         # Awaiting is allowed while a task is cancelled or a generator closed, and the session stays
         # busy until the save is done; were this wait cancelled too, the thread would still finish it.
         await asyncio.to_thread(self._ticket_and_save, session)
 
     def _ticket_and_save(self, session: Session) -> None:
-        self._set_ticket(session, self._inline_ticket(session))
+        self._set_ticket(session, inline_ticket(session))
         self.s.history.save(session)
+
+    async def _commit_paused(self, session: Session, turn: TurnState) -> None:
+        """The turn waits for a human: keep what resuming needs in the session (and so in storage)."""
+        session.pending_call = pending_record(turn)
+        session.history = turn.history  # the memory the turn started from (compacted, if it was)
+        await asyncio.to_thread(self.s.history.save, session)
 
     async def _ticket(
         self, session: Session, model: ModelInfo, mode: str, turn: int, budget: Budget = NO_LIMIT
     ) -> AsyncIterator[Event]:
-        if mode == "extraction":
-            # Models without JSON-schema output get JSON mode with the schema in the prompt (see ticket.extraction).
-            result = await extract_ticket(
-                self.s.clients.get(),
-                model,
-                conversation_id=session.conversation_id,
-                messages=memory.chat_messages(session),
-                tool_calls=session.tool_calls,
-                max_tokens=self.s.settings.max_output_tokens,
-                turn=turn,
-                budget=budget,
-            )
-            for record in result.usage:
-                session.usage.append(record.to_json())
-                yield UsageReported(record)
-            session.ticket_error = result.error
-            if result.ticket is None:
-                yield TicketUpdated(session.ticket, error=result.error)
-                return
-            ticket = result.ticket
-        else:
+        if mode != "extraction":
             session.ticket_error = None
-            ticket = await asyncio.to_thread(self._inline_ticket, session)
-        await asyncio.to_thread(self._set_ticket, session, ticket)  # a database write
-        yield TicketUpdated(session.ticket)
-
-    @staticmethod
-    def _inline_ticket(session: Session) -> Ticket:
-        """The ticket from tool facts, the model's update_ticket fields and the text: no request."""
-        previous = Ticket.model_validate(session.ticket) if session.ticket else None
-        return build_inline(
-            conversation_id=session.conversation_id,
-            messages=memory.chat_messages(session),
-            tool_calls=session.tool_calls,
-            ticket_fields=session.ticket_fields,
-            previous=previous,
-        )
+            ticket = await asyncio.to_thread(inline_ticket, session)
+            await asyncio.to_thread(self._set_ticket, session, ticket)  # a database write
+            yield TicketUpdated(session.ticket)
+            return
+        client, max_tokens = self.s.clients.get(), self.s.settings.max_output_tokens
+        async for event in extracted_ticket(session, client, model, max_tokens, turn, budget):
+            if isinstance(event, Ticket):
+                await asyncio.to_thread(self._set_ticket, session, event)
+                yield TicketUpdated(session.ticket)
+            else:
+                yield event
 
     def _set_ticket(self, session: Session, ticket: Ticket) -> None:
         session.ticket = ticket.model_dump(mode="json")

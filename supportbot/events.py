@@ -36,6 +36,7 @@ class RouteDecision:
     # Added fields (the ones above are a public promise in /session ``routes``):
     skipped: tuple[Skipped, ...] = ()  # candidates passed over, in preference order
     warning: str | None = None  # a manual choice the plan or the service may refuse
+    fallback_from: str | None = None  # the model that failed this turn before ``model`` answered it
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for /session and persistence (lists, as JSON has no tuples)."""
@@ -122,6 +123,29 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class FallbackStarted:
+    """The turn's model failed before any answer text: it runs again on ``model`` (at most once a turn)."""
+
+    failed: str  # model id
+    model: str
+    kind: str  # the failure's ApiError kind
+    status: int | None
+    message: str  # what the chat shows
+
+
+@dataclass(frozen=True)
+class ApprovalRequested:
+    """The agent paused before a call a human must approve (SUPPORTBOT_CONFIRM_TOOLS); the turn's event ends here."""
+
+    call_id: str
+    name: str
+    arguments: str  # raw JSON as the model produced it
+    queued: list[dict[str, str]]  # the round's later calls, not run yet: {"id", "name", "arguments"}
+    partial: list[dict[str, Any]]  # the round so far: the assistant's tool calls, then the results already in
+    steps: int  # tool rounds begun in the turn, this one included
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     kind: str  # ApiError.kind, or "step_limit", "internal"
     message: str
@@ -147,6 +171,8 @@ Event = (
     | UsageReported
     | TicketUpdated
     | Notice
+    | FallbackStarted
+    | ApprovalRequested
     | ErrorEvent
     | Done
 )

@@ -1,12 +1,12 @@
 """What every session shares: configuration, the catalog, the stores and the client factory.
 
 Built once per app. Everything here is read-only after start-up or safe to share between
-threads; nothing a visitor sends is kept here.
+threads; nothing a visitor sends is kept here (the cooldown registry holds model ids only).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from supportbot.housekeeping import ExportFiles
 from supportbot.limits import Budget, budget_for
 from supportbot.pricing import Pricing, load_pricing
 from supportbot.routing.catalog import Catalog, load_catalog
+from supportbot.routing.fallback import Cooldown
 from supportbot.routing.router import RoutingPolicy, load_policy, plan_tiers
 from supportbot.storage.counters import SpendCounters
 from supportbot.storage.db import Database, open_database
@@ -39,6 +40,8 @@ class Services:
     counters: SpendCounters
     exports: ExportFiles
     database: Database
+    # Models that failed lately are tried last (per process; see routing.fallback). Tests pass a clock.
+    cooldown: Cooldown = field(default_factory=Cooldown)
 
     @classmethod
     def create(cls, settings: Settings, engine: Any = None, *, transport: Any = None) -> Services:

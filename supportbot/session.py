@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ class Session:
     ticket_fields: dict[str, Any] = field(default_factory=dict)  # set by the update_ticket tool
     ticket_error: str | None = None  # the last extraction failure, shown in the Ticket panel
     forked_from: str | None = None  # the stored conversation this one continues (a reload or shared link)
+    pending_call: dict[str, Any] | None = None  # a call awaiting a human's approval (see supportbot.approval)
     loaded: bool = field(default=False, repr=False, compare=False)  # read from storage: the next turn forks
     busy: bool = field(default=False, repr=False, compare=False)  # a turn is running
     turn: int = 0
@@ -43,7 +45,21 @@ class Session:
             "ticket_error": self.ticket_error,
             "forked_from": self.forked_from,
             "turns": self.turn,
+            "pending_call": pending_view(self.pending_call),
         }
+
+
+def pending_view(pending: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A call awaiting approval as /session shows it: ``call_id``, ``name``, ``arguments``, ``turn``, ``model``
+    (not the model's messages kept to resume the turn)."""
+    if not pending:
+        return None
+    arguments: Any = pending["arguments"]
+    try:
+        arguments = json.loads(arguments) if isinstance(arguments, str) and arguments.strip() else arguments
+    except json.JSONDecodeError:
+        pass  # shown as the model wrote it
+    return {k: pending[k] for k in ("call_id", "name", "turn", "model")} | {"arguments": arguments}
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from supportbot.config import Settings
 from supportbot.conversation import TurnRunner
 from supportbot.engine import OfflineEngine, start_server
 from supportbot.errors import ApiError, CatalogError, ConfigError
-from supportbot.events import ErrorEvent, RouteChosen
+from supportbot.events import ErrorEvent, FallbackStarted, RouteChosen
 from supportbot.routing.catalog import NOT_LISTED, NOT_ON_PLAN, TOO_SMALL, load_catalog
 from supportbot.routing.router import TurnFacts, load_policy, plan_tiers, route
 from supportbot.services import Services
@@ -327,9 +327,11 @@ def test_a_pick_above_the_plan_is_allowed_with_a_warning_and_a_403_names_plan_an
     assert "⚠" in decision.reason
     # The fallbacks a later change retries on stay within the plan and the list.
     assert decision.fallbacks == ("ministral-14b", "gemma-3-4b")
-    error = next(e for e in events if isinstance(e, ErrorEvent))
-    assert error.status == 403 and "Pro plan" in error.message and "Gemma 3 27B needs the Premium tier" in error.message
-    assert "SUPPORTBOT_PLAN" in error.message
+    # The 403 names plan and tier, and the turn falls back within the plan (tests/test_fallback.py has more).
+    fell = next(e for e in events if isinstance(e, FallbackStarted))
+    assert fell.status == 403 and "Pro plan" in fell.message and "Gemma 3 27B needs the Premium tier" in fell.message
+    assert "SUPPORTBOT_PLAN" in fell.message and fell.model == "ministral-14b"
+    assert not [e for e in events if isinstance(e, ErrorEvent)]
     assert "⚠" in render.routes_html(session)
 
 

@@ -68,3 +68,8 @@ def user_message(text: str, log_blocks: list[str], images: list[PreparedImage]) 
     if not images:
         return {"role": "user", "content": body}
     return {"role": "user", "content": [{"type": "text", "text": body}, *(im.content_part() for im in images)]}
+
+
+def with_images(user_msg: dict[str, Any], images: list[PreparedImage]) -> dict[str, Any]:
+    """``user_msg`` (text first, then images) with ``images`` in place of the ones it carried."""
+    return {**user_msg, "content": [user_msg["content"][0], *(im.content_part() for im in images)]}

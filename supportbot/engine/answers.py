@@ -42,6 +42,12 @@ T: dict[str, dict[str, str]] = {
     "queue": {"en": ", position {pos} in the queue", "es": ", posición {pos} en la cola"},
     "customer": {"en": "I found your account, {name} ({tier}).", "es": "Encontré tu cuenta, {name} ({tier})."},
     "tool_error": {"en": "I couldn't complete `{tool}`: {error}", "es": "No pude completar `{tool}`: {error}"},
+    "not_approved": {
+        "en": "A human agent did not approve `{tool}`, so I have not done it. I can explain the policy or look at "
+        "other options with you.",
+        "es": "Un agente humano no aprobó `{tool}`, así que no lo he hecho. Puedo explicarte la política o buscar "
+        "otras opciones contigo.",
+    },
     "next_error": {
         "en": "Could you double-check the details (for example the order number) so I can try again?",
         "es": "¿Puedes revisar los datos (por ejemplo el número de pedido) para intentarlo de nuevo?",
@@ -227,6 +233,8 @@ RENDERERS = {
 def render_outcome(out: ToolOutcome, lang: str) -> str | None:
     """One paragraph for one tool result; None for bookkeeping tools."""
     if (error := _error_of(out.result)) is not None:
+        if "not approved by a human" in error:  # a call a person declined: nothing to double-check
+            return t("not_approved", lang, tool=out.name)
         return t("tool_error", lang, tool=out.name, error=error) + " " + t("next_error", lang)
     if out.name == "update_ticket":
         return None  # bookkeeping: the customer need not hear about it

@@ -57,24 +57,25 @@ class OfflineEngine:
         self.keep_requests = keep_requests
         self.requests: list[dict] = []  # JSON bodies of chat requests, for tests to inspect
         self.created = int(time.time())
-        self._injected: deque[str] = deque()
+        self._injected: deque[tuple[str, str | None]] = deque()  # (kind, the model it is for, or any)
         self._lock = threading.Lock()
         # Set on close so hanging (injected timeout) sync requests return promptly.
         self.closing = threading.Event()
 
-    def inject(self, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` chat requests fail as ``kind`` (see protocol.FAILURE_KINDS)."""
+    def inject(self, kind: str, times: int = 1, *, model: str | None = None) -> None:
+        """Make the next ``times`` chat requests fail as ``kind`` (see protocol.FAILURE_KINDS); with ``model``,
+        only requests for that model (the others pass it by: one model of a service failing)."""
         if kind not in p.FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r}; known: {', '.join(p.FAILURE_KINDS)}")
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
-            self._injected.extend([kind] * times)
+            self._injected.extend([(kind, model)] * times)
 
     def pending_failures(self) -> list[str]:
         """The injected failures not used yet, in order."""
         with self._lock:
-            return list(self._injected)
+            return [kind for kind, _ in self._injected]
 
     def close(self) -> None:
         """Release requests hanging on an injected timeout."""
@@ -150,9 +151,15 @@ class OfflineEngine:
             "json_schema",
         )
         with self._lock:
-            # invalid_json only makes sense for a JSON request: other requests leave it queued.
-            if self._injected and (self._injected[0] != "invalid_json" or wants_json):
-                return self._injected.popleft()
+            # The first injection for this request's model (or for any); invalid_json only makes sense for a
+            # JSON request: other requests leave it queued.
+            for i, (kind, only) in enumerate(self._injected):
+                if only is not None and only != model:
+                    continue
+                if kind == "invalid_json" and not wants_json:
+                    return None
+                del self._injected[i]
+                return kind
         return None
 
     def _injected_error(self, kind: str, body: Any) -> p.Outcome:

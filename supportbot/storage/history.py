@@ -110,6 +110,7 @@ def snapshot(session: Session) -> dict[str, Any]:
         "ticket_error": session.ticket_error,
         "forked_from": session.forked_from,
         "turn": session.turn,
+        "pending_call": session.pending_call,
     }
 
 
@@ -235,8 +236,9 @@ class History:
         doc = {
             "format": FORMAT,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            # forked_from is another conversation's id, a capability to open it: never exported.
-            "conversation": {k: v for k, v in snapshot(session).items() if k != "forked_from"},
+            # forked_from is another conversation's id, a capability to open it; a pending call is one click
+            # from a refund and carries the model's messages: neither is exported.
+            "conversation": {k: v for k, v in snapshot(session).items() if k not in ("forked_from", "pending_call")},
             "ticket_versions": [
                 {"version": v["version"], "ticket": v["ticket"]} for v in self.ticket_versions(session.conversation_id)
             ],

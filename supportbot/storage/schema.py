@@ -160,6 +160,7 @@ class Route(_Record):
     switched_from: Name | None = None
     reduce_logs_to: Count | None = None
     rule: Name = ""
+    fallback_from: Name | None = None  # the model that failed the turn before ``model`` answered it
 
 
 class Usage(_Record):
@@ -174,6 +175,44 @@ class Usage(_Record):
     latency_ms: Millis
     ttft_ms: Millis | None = None
     total_tokens: Count | None = None
+
+
+class QueuedCall(_Record):
+    """A call of a paused round that has not run yet."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class PendingCall(_Record):
+    """A call awaiting a human's approval, and what resuming its turn needs (``supportbot.approval``)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    turn: Turn
+    model: str
+    steps: Annotated[int, Field(ge=1)]
+    text: str = ""
+    queued: list[QueuedCall] = Field(default_factory=list)
+    messages: Annotated[list[dict[str, Any]], Field(min_length=2)]
+
+    @model_validator(mode="after")
+    def _resumable(self) -> PendingCall:
+        if self.messages[0].get("role") != "user":
+            raise ValueError("the turn's messages must start with the customer's")
+        if not any(m.get("role") == "assistant" and m.get("tool_calls") for m in self.messages):
+            raise ValueError("the turn's messages must hold the paused round's tool calls")
+        return self
+
+
+def _stored_only(value: Any, info: ValidationInfo) -> Any:
+    # A pending call is a refund or an escalation one click from running: only our own stored rows
+    # may carry one, never a file a visitor imports.
+    if value is not None and not _stored(info):
+        raise ValueError("an imported conversation cannot carry a call awaiting approval")
+    return value
 
 
 class TicketFields(_Record):
@@ -200,7 +239,7 @@ def _ticket(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
 
 
 class Snapshot(BaseModel):
-    """A conversation as exported (and as stored, plus the model's memory and ``forked_from``)."""
+    """A conversation as exported (and as stored, plus the model's memory, ``forked_from`` and ``pending_call``)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
     messages: Annotated[list[Message], _at_most(MAX_MESSAGES, "messages")] = Field(default_factory=list)
@@ -211,6 +250,7 @@ class Snapshot(BaseModel):
     ticket_fields: TicketFields = Field(default_factory=TicketFields)
     ticket_error: Line | None = None
     turn: Turn = 0
+    pending_call: Annotated[PendingCall | None, AfterValidator(_stored_only)] = None
 
 
 def where(loc: tuple[int | str, ...]) -> str:
@@ -262,6 +302,7 @@ def stored_session(data: Any, conversation_id: str) -> Session:
         ticket_error=data.get("ticket_error"),
         forked_from=forked if isinstance(forked, str) else None,
         turn=data.get("turn", 0),
+        pending_call=data.get("pending_call"),
     )
 
 

@@ -39,6 +39,10 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     return choices
 
 
+# Chat turns and resumed (approved or denied) turns share one concurrency group: SUPPORTBOT_CONCURRENCY
+# bounds the model work in flight, whichever button started it.
+TURNS = "turn"
+
 # Gradio's own cache (uploads, and its copies of outputs such as exports): every 10 minutes,
 # delete files older than 50 minutes, so none outlives an hour. Only set here: with no
 # delete_cache Gradio never deletes anything.
@@ -154,6 +158,11 @@ def build_app(settings: Settings | None = None, services: Services | None = None
                     stop_btn=True,
                 )
                 meter = gr.HTML(render.context_meter(Session()))
+                # Shown only while a call awaits a human's approval (SUPPORTBOT_CONFIRM_TOOLS).
+                with gr.Row(visible=False, equal_height=True, elem_classes="sb-approval") as approval_row:
+                    approval_md = gr.Markdown()
+                    approve_btn = gr.Button("✅ Approve", variant="primary", size="sm", min_width=110, scale=0)
+                    deny_btn = gr.Button("🚫 Deny", variant="stop", size="sm", min_width=110, scale=0)
                 with gr.Row(elem_classes="sb-examples"):
                     example_btns = [gr.Button(label, size="sm", min_width=60) for label, _, _ in EXAMPLES]
             with gr.Column(scale=9, min_width=420, elem_classes="sb-panels"):
@@ -200,6 +209,8 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         load_id = gr.Textbox(visible=False)
         session_btn = gr.Button(visible=False)
         load_btn = gr.Button(visible=False)
+        approve_id, approve_answer = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        approve_api = gr.Button(visible=False)
 
         live_outputs = [chatbot, tool_html, route_html, meter]
         detail_outputs = [tool_json, ticket_html, ticket_json, usage_html, usage_plot]
@@ -212,6 +223,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
             [*live_outputs, msg, state],
             api_name="chat",
             concurrency_limit=limit,
+            concurrency_id=TURNS,
             show_progress="minimal",
         )
         # Runs after the turn ends, stopped or not, so the panels always match the session.
@@ -219,27 +231,68 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         turn_events = [chat_event]
         for i, btn in enumerate(example_btns):
             event = btn.click(functools.partial(example_message, i), None, msg, api_visibility="private").then(
-                pg.chat, turn_inputs, [*live_outputs, msg, state], concurrency_limit=limit, api_visibility="private"
+                pg.chat,
+                turn_inputs,
+                [*live_outputs, msg, state],
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+                api_visibility="private",
             )
             event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
             turn_events.append(event)
+        # Approving or denying resumes the paused turn in an event of its own (the pause held no slot).
+        resume_outputs = [*live_outputs, state]
+        resume_events = [
+            approve_api.click(
+                pg.approve,
+                [approve_id, approve_answer, state],
+                resume_outputs,
+                api_name="approve",
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+            ),
+            approve_btn.click(
+                pg.approve_click,
+                [steps, ticket_mode, state],
+                resume_outputs,
+                api_visibility="private",
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+            ),
+            deny_btn.click(
+                pg.deny_click,
+                [steps, ticket_mode, state],
+                resume_outputs,
+                api_visibility="private",
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+            ),
+        ]
+        for event in resume_events:
+            event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
+        turn_events += resume_events
+        for event in [*turn_events]:  # the bar follows the session after every turn, paused or finished
+            event.then(pg.approval_bar, [state], [approval_row, approval_md], api_visibility="private")
         msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
 
         steps.change(pg.steps_changed, [steps, state], live_outputs, api_visibility="private")
         plan.change(pg.details, [state, plan], detail_outputs, api_visibility="private")
         # A turn still streaming into the old session would otherwise write it back into the state.
+        bar = {"fn": pg.approval_bar, "inputs": [state], "outputs": [approval_row, approval_md]}
         new_btn.click(
             pg.new_conversation, [steps, plan], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events
-        )
+        ).then(**bar, api_visibility="private")
         session_btn.click(pg.session_payload, [state], [session_json], api_name="session")
         load_btn.click(pg.load, [load_id, state], [session_json, state], api_name="load").then(
             pg.redraw, [steps, state, plan], outputs, api_visibility="private"
+        ).then(**bar, api_visibility="private")
+        demo.load(pg.page_load, [steps, state, plan], [*outputs, state], api_visibility="private").then(
+            **bar, api_visibility="private"
         )
-        demo.load(pg.page_load, [steps, state, plan], [*outputs, state], api_visibility="private")
         export_btn.click(pg.export, [state], [export_files, share_md], api_name="export")
         import_btn.upload(
             pg.import_conversation, [import_btn, steps, state, plan], [*outputs, state], api_visibility="private"
-        )
+        ).then(**bar, api_visibility="private")
     return demo
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 
+from supportbot import approval
 from supportbot.config import ASSETS_DIR
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
@@ -151,22 +152,85 @@ class Playground:
                 progress=lambda f, d: progress(f, desc=d),
                 budget=budget,
             )
-            async for batch in batches(events):
-                for event in batch:
-                    if isinstance(event, TextDelta):
-                        live_turn.text += event.text
-                    elif isinstance(event, ToolCallStarted):
-                        live_turn.pending[event.call_id] = (event.name, event.arguments)
-                    elif isinstance(event, ToolCallFinished):
-                        live_turn.pending.pop(event.call_id, None)
-                    elif isinstance(event, ErrorEvent):
-                        gr.Warning(html.escape(event.message, quote=False))  # toasts render HTML
-                yield (*self.live_panels(session, mode, live_turn), None, session)
+            async for panels in self._stream(events, session, mode, live_turn):
+                yield (*panels, None, session)
         except SupportbotError as exc:
             # Bad input (all checked before the turn starts): the error names the problem, the
             # message stays in the box and the session is untouched. Scripts get it as an exception.
             raise gr.Error(html.escape(str(exc), quote=False), title="Could not send that") from None
         yield (*self.live_panels(session, mode), None, session)
+
+    async def _stream(self, events: Any, session: Session, mode: str, live_turn: LiveTurn) -> Any:
+        """The live panels after each batch of a turn's events."""
+        async for batch in batches(events):
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    live_turn.text += event.text
+                elif isinstance(event, ToolCallStarted):
+                    live_turn.pending[event.call_id] = (event.name, event.arguments)
+                elif isinstance(event, ToolCallFinished):
+                    live_turn.pending.pop(event.call_id, None)
+                elif isinstance(event, ErrorEvent):
+                    gr.Warning(html.escape(event.message, quote=False))  # toasts render HTML
+            yield self.live_panels(session, mode, live_turn)
+
+    async def approve(
+        self,
+        call_id: str,
+        answer: str | bool,
+        session: Session | None = None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ):
+        """/approve: ``answer`` yes (run the call) or no (deny it) for the call ``call_id`` awaiting approval;
+        the turn goes on in this event and its end streams back."""
+        async for out in self._decide(call_id, answer, "all", None, session, request, profile):
+            yield out
+
+    async def approve_click(
+        self,
+        mode: str,
+        tmode: str,
+        session: Session | None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ):
+        """The Approve button: run the call the conversation's turn paused at."""
+        call_id = (session.pending_call or {}).get("call_id", "") if session else ""
+        async for out in self._decide(call_id, True, mode, tmode, session, request, profile):
+            yield out
+
+    async def deny_click(
+        self,
+        mode: str,
+        tmode: str,
+        session: Session | None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ):
+        """The Deny button: tell the model the call was not approved."""
+        call_id = (session.pending_call or {}).get("call_id", "") if session else ""
+        async for out in self._decide(call_id, False, mode, tmode, session, request, profile):
+            yield out
+
+    async def _decide(self, call_id: Any, answer: Any, mode: str, tmode: str | None, session, request, profile):
+        session = session or Session()
+        pending = session.pending_call or {}
+        live_turn = LiveTurn(pending.get("turn", session.turn), text=pending.get("text") or "")
+        try:
+            approved = approval.decision(answer)
+            budget = self.budget(request, profile)  # the resumed requests count like any other
+            events = self.runner.resume(session, str(call_id or ""), approved, ticket_mode=tmode or None, budget=budget)
+            async for panels in self._stream(events, session, mode, live_turn):
+                yield (*panels, session)
+        except SupportbotError as exc:
+            raise gr.Error(html.escape(str(exc), quote=False), title="Could not do that") from None
+        yield (*self.live_panels(session, mode), session)
+
+    def approval_bar(self, session: Session | None) -> tuple:
+        """The Approve / Deny row: shown, with what awaits, only while a call awaits approval."""
+        pending = session.pending_call if session else None
+        return gr.Row(visible=bool(pending)), render.approval_prompt(pending)
 
     def details(
         self,

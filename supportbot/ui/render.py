@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supportbot.session import Session
+from supportbot.session import Session, pending_view
+from supportbot.tools.rounds import DENIED
 from supportbot.ui.inert import inert_markdown, md_escape, upload_image
 
 STEP_MODES = ("all", "tools only", "hidden")
@@ -58,7 +59,7 @@ def _tool_step(call: dict[str, Any]) -> dict[str, Any]:
     body = "**Arguments**\n" + _json_block(call["arguments"]) + "\n**" + ("Result" if ok else "Error") + "**\n"
     body += _json_block(call["result"]) if ok else "> " + inert_markdown(str(call["error"]))
     name = md_escape(str(call["name"]))
-    title = f"🔧 {name}" if ok else f"⚠️ {name} failed"
+    title = f"🔧 {name}" if ok else f"🚫 {name} not approved" if call["error"] == DENIED else f"⚠️ {name} failed"
     return {
         "role": "assistant",
         "content": body,
@@ -165,6 +166,8 @@ def chat_view(
                 )
             if mode != "hidden":
                 out.extend(_cached(session, "step", c, _tool_step) for c in calls.get(turn, []))
+            if session.pending_call and session.pending_call.get("turn") == turn:
+                out.extend(pending_steps(session.pending_call))  # shown in every mode: it needs a decision
             if live is not None and live.turn == turn:
                 if mode != "hidden":
                     out.extend(
@@ -201,6 +204,32 @@ def chat_view(
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
         out.append({"role": "assistant", "content": inert_markdown(bounded(live.text))})
     return out
+
+
+def pending_steps(pending: dict[str, Any]) -> list[dict[str, Any]]:
+    """A call awaiting approval as the chat shows it: any text said before it, then the call as a paused step."""
+    out = []
+    if pending.get("text"):
+        out.append({"role": "assistant", "content": inert_markdown(bounded(str(pending["text"])))})
+    view = pending_view(pending) or {}
+    body = (
+        "**Arguments**\n"
+        + _json_block(view.get("arguments"))
+        + "\n⏸️ Waiting for a human agent: **Approve** runs it, **Deny** tells the model it was not approved."
+    )
+    name = md_escape(str(pending["name"]))
+    meta = {"title": f"⏸️ {name} awaits approval", "status": "pending", "log": _short(view.get("arguments"), 60)}
+    out.append({"role": "assistant", "content": body, "metadata": meta})
+    return out
+
+
+def approval_prompt(pending: dict[str, Any] | None) -> str:
+    """The line above the Approve / Deny buttons."""
+    if not pending:
+        return ""
+    name, call_id = md_escape(str(pending["name"])), md_escape(str(pending["call_id"]))
+    args = md_escape(_short((pending_view(pending) or {}).get("arguments"), 90))
+    return f"⏸️ **{name}** {args} awaits a human agent's approval (call {call_id})."
 
 
 def context_meter(session: Session) -> str:
@@ -326,6 +355,8 @@ def routes_html(session: Session) -> str:
             else ""
         )
         warning, skipped = _route_extras(r)
+        if r.get("fallback_from"):
+            switched += f' <span class="sb-chip red">fell back from {html.escape(str(r["fallback_from"]))}</span>'
         category = r["category"].replace("_", " ")
         rows.append(
             f'<div class="sb-row sb-route"><div><span class="sb-chip purple">{html.escape(category)}</span> '
