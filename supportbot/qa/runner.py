@@ -90,8 +90,16 @@ async def run_scenario(
     result = ScenarioResult(scenario.name, scenario.source)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="supportbot-qa-") as tmp:
-        # A fresh SQLite database every time, even where SUPPORTBOT_DATABASE_URL names a shared one.
-        fresh = {"data_dir": Path(tmp) / "data", "database_url": None}
+        # A fresh SQLite database every time, even where SUPPORTBOT_DATABASE_URL names a shared one;
+        # no approval pauses (a scenario's tools run as scripted) and no visitor budget, whatever a
+        # Space's defaults would say: a scenario checks the agent, not the hosting bounds.
+        fresh = {
+            "data_dir": Path(tmp) / "data",
+            "database_url": None,
+            "confirm_tools": "none",
+            "visitor_requests_per_day": 0,
+            "requests_per_day": 0,
+        }
         settings = Settings.load({**(overrides or {}), **fresh}, environ=environ, dotenv_path=dotenv_path)
         services = Services.create(settings)
         try:
