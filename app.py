@@ -24,7 +24,10 @@ def main() -> int:
         key = settings.api_key.get_secret_value() if settings and settings.api_key else os.environ.get("OXLO_API_KEY")
         print(f"supportbot cannot start: {redact(str(exc), key)}", file=sys.stderr)
         return 2
-    demo.queue(**queue_options(settings)).launch(**options)
+    demo.queue(**queue_options(settings)).launch(**options, prevent_thread_lock=True)
+    # The page is up: now load the SDK (~0.5 s), so the first turn does not wait for its import.
+    import openai  # noqa: F401
+    demo.block_thread()
     return 0
 
 

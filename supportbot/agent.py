@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-import openai
 
 from supportbot.client import ClientFactory, describe_api_error, sdk_attempts
 from supportbot.config import Settings
@@ -197,6 +196,8 @@ class Agent:
 
     async def _stream(self, messages, model: ModelInfo, tools, rnd: _Round, started: float) -> AsyncIterator[str]:
         """One streamed request; fills ``rnd`` and yields content deltas."""
+        import openai  # here, not at the top: start-up does not pay for the SDK's import (see app.py)
+
         kwargs: dict[str, Any] = {
             "model": model.id,
             "messages": messages,

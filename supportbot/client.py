@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
 
 from supportbot.config import Settings, redact
 from supportbot.errors import ApiError
 from supportbot.routing.catalog import ModelInfo
+
+if TYPE_CHECKING:  # the SDK costs ~0.5 s to import: loaded on the first request, not at start-up
+    import openai
 
 
 class ClientFactory:
@@ -81,6 +83,8 @@ class ClientFactory:
         return client
 
     def _make(self) -> openai.AsyncOpenAI:
+        import openai
+
         s = self.settings
         timeout = httpx.Timeout(s.request_timeout, connect=min(10.0, s.request_timeout))
         transport = self.engine.transport() if self.engine is not None else self.transport
@@ -122,6 +126,8 @@ class ClientFactory:
 
     async def list_models(self) -> list[str]:
         """Ids the service lists at GET /models; ApiError when it cannot be asked."""
+        import openai
+
         try:
             page = await self.get().models.list()
         except openai.OpenAIError as exc:
@@ -136,6 +142,8 @@ class ClientFactory:
 def sdk_attempts(exc: openai.APIError, max_retries: int) -> int:
     """How many attempts the SDK made before raising ``exc``, by the SDK's own retry rule:
     timeouts, connection errors, 408, 409, 429 and 5xx are retried unless the server says not to."""
+    import openai
+
     if isinstance(exc, openai.APIConnectionError):  # timeouts included
         return 1 + max_retries
     response = getattr(exc, "response", None)
@@ -164,6 +172,8 @@ def describe_api_error(exc: openai.APIError, model: ModelInfo, base_url: str, se
 
 
 def _describe(exc: openai.APIError, model: ModelInfo, base_url: str, settings: Settings, detail: str) -> ApiError:
+    import openai
+
     secret = settings.api_key.get_secret_value() if settings.api_key else None
     status = getattr(exc, "status_code", None)
     n = settings.max_retries + 1

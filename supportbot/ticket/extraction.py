@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
 from pydantic import ValidationError
 
 from supportbot.client import sdk_attempts
@@ -24,6 +23,9 @@ from supportbot.routing.catalog import ModelInfo
 from supportbot.routing.tokens import estimate_messages, estimate_tokens
 from supportbot.ticket.record import Ticket, apply_facts, ticket_id_for, ticket_json_schema, tool_facts
 from supportbot.vocabulary import content_text
+
+if TYPE_CHECKING:  # the SDK costs ~0.5 s to import: loaded on the first request, not at start-up
+    import openai
 
 
 @dataclass
@@ -96,6 +98,8 @@ async def _request(
     budget: Budget,
     usage: list[UsageRecord],
 ) -> tuple[str, str | None, UsageRecord]:
+    import openai
+
     # Reserved first, settled with the SDK's attempts after: retries count against the budget too.
     await budget.reserve()
     start = time.perf_counter()
@@ -142,6 +146,8 @@ async def extract_ticket(
     """Ask the model for the ticket (strict schema, or JSON mode), with one repair; never raises for API errors.
 
     Each request is reserved from ``budget``; a spent budget ends extraction with an error, not the chat."""
+    import openai
+
     strict = model.capabilities.json_schema
     response_format: dict[str, Any] = (
         {
