@@ -5,9 +5,18 @@ offline engine over loopback as if it were the live service, with a fixed latenc
 
 The ideal wall time is (model requests per turn) x latency: the engine's sleep is the only
 unavoidable wait. Requests per turn are measured from /session usage before the timed part.
-The baseline, measured in the same run and driven identically, is a bare Gradio app whose one
-handler only sleeps for the ideal time: the ceiling of Gradio plus gradio_client on this machine.
-Prints a table and, as its last line, the app's efficiency relative to the bare app (goal >= 0.90).
+Two baselines are measured in the same run and driven identically:
+
+* the peer: the twenty-line app a user would write instead, a ``gr.ChatInterface`` whose handler
+  streams the answer from the same engine with ``AsyncOpenAI`` (one request a turn, no tools, no
+  panels);
+* a bare Gradio app whose one handler only sleeps for the ideal time: the ceiling of Gradio plus
+  gradio_client on this machine.
+
+For each it prints wall time, efficiency (ideal / wall), server CPU per turn and the p99 lag of
+the server's event loop (a ticker task on that loop, every 5 ms, during the timed part). Then
+``relative to peer: X`` (app efficiency / peer efficiency, goal >= 1.0) and, last,
+``relative efficiency: X`` (app / bare, goal >= 0.90).
 
 The N clients (one session each, connected and with their session opened before the timed part)
 run in a separate process, like real users' browsers: in this process their SSE parsing would
@@ -43,9 +52,46 @@ from supportbot.engine import OfflineEngine, start_server  # noqa: E402
 from supportbot.ui.app import build_app, launch_options, queue_options  # noqa: E402
 
 GOAL = 0.90
+PEER_GOAL = 1.0
+LAG_GOAL_MS = 50.0
 
 
-def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Settings]:
+class LagProbe:
+    """Measures how late the server's event loop runs a 5 ms ticker: started by an event on that loop."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.running = False
+
+    async def start(self) -> str:
+        """The probe's event: runs on the server loop, starts the ticker there, returns at once."""
+        if not self.running:
+            self.running = True
+            self.samples = []
+            asyncio.get_running_loop().create_task(self._tick())
+        return "started"
+
+    def stop(self) -> list[float]:
+        self.running = False
+        return self.samples
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.running:
+            due = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            self.samples.append(max(0.0, loop.time() - due) * 1000)
+
+
+def add_probe(demo: gr.Blocks, probe: LagProbe) -> None:
+    """Give an app a hidden ``/lagprobe`` event that starts ``probe`` on the app's own event loop."""
+    with demo:
+        out = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(probe.start, None, out, api_name="lagprobe", concurrency_limit=None)
+        gr.Button(visible=False).click(lambda: "", None, out, api_name="ping_probe", concurrency_limit=None)
+
+
+def launch_playground(data_dir: Path, base_url: str, probe: LagProbe) -> tuple[gr.Blocks, str, Settings]:
     """The playground pointed at `base_url` as a live OpenAI-compatible service."""
     settings = Settings.load(
         {"data_dir": data_dir, "engine": "live", "api_key": "bench", "base_url": base_url, "max_retries": 0},
@@ -53,6 +99,7 @@ def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Se
         dotenv_path=None,
     )
     demo = build_app(settings)
+    add_probe(demo, probe)
     demo.queue(**queue_options(settings))
     options = launch_options(settings, env={})
     options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
@@ -60,7 +107,34 @@ def launch_playground(data_dir: Path, base_url: str) -> tuple[gr.Blocks, str, Se
     return demo, url, settings
 
 
-def launch_bare(sleep_s: float, max_threads: int) -> tuple[gr.Blocks, str]:
+def launch_peer(base_url: str, max_threads: int, probe: LagProbe) -> tuple[gr.Blocks, str]:
+    """The twenty-line app a user would write instead: ChatInterface streaming from AsyncOpenAI."""
+    from openai import AsyncOpenAI
+
+    clients: dict[object, AsyncOpenAI] = {}  # one client per event loop, as the playground does
+
+    async def respond(message: str, history: list) -> object:
+        loop = asyncio.get_running_loop()
+        client = clients.get(loop) or clients.setdefault(loop, AsyncOpenAI(base_url=base_url, api_key="bench"))
+        stream = await client.chat.completions.create(
+            model="llama-3.3-70b", messages=[{"role": "user", "content": message}], stream=True, max_tokens=1024
+        )
+        answer = ""
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                answer += chunk.choices[0].delta.content
+                yield answer
+
+    demo = gr.ChatInterface(respond, api_name="chat", concurrency_limit=None)
+    add_probe(demo, probe)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, max_threads=max_threads
+    )
+    return demo, url
+
+
+def launch_bare(sleep_s: float, max_threads: int, probe: LagProbe) -> tuple[gr.Blocks, str]:
     """A Blocks app whose one handler only sleeps: what Gradio itself costs."""
 
     async def wait(text: str) -> str:
@@ -72,6 +146,7 @@ def launch_bare(sleep_s: float, max_threads: int) -> tuple[gr.Blocks, str]:
         out = gr.Textbox()
         box.submit(wait, box, out, api_name="wait", concurrency_limit=None)
         gr.Button().click(lambda: "", None, out, api_name="ping")
+    add_probe(demo, probe)
     demo.queue(default_concurrency_limit=None)
     _, url, _ = demo.launch(
         server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, max_threads=max_threads
@@ -130,13 +205,15 @@ def open_sessions(clients: list[Client], kind: str) -> None:
     (~10 ms per session for the playground's ~40 components, serial on the event loop), which a
     browser does on page load, long before its user sends a message."""
     for c in clients:
-        c.predict(api_name="/session" if kind == "playground" else "/ping")
+        c.predict(api_name={"playground": "/session", "peer": "/ping_probe"}.get(kind, "/ping"))
 
 
 def call_for(kind: str, message: str) -> Callable[[Client], object]:
     """What one session sends: a chat turn to the playground, or one call of the bare app."""
     if kind == "playground":
         return lambda c: turn(c, message)
+    if kind == "peer":
+        return lambda c: c.predict(message, api_name="/chat")
     return lambda c: c.predict("hi", api_name="/wait")
 
 
@@ -214,13 +291,24 @@ class RemoteEngine:
         self.proc.join(timeout=10)
 
 
+def timed(
+    drivers: Drivers, url: str, probe: LagProbe, n: int, kind: str, message: str
+) -> tuple[float, float, float, float]:
+    """(wall s, server CPU s, client CPU s, event-loop lag p99 ms) of one timed run."""
+    Client(url, verbose=False, ssl_verify=False).predict(api_name="/lagprobe")
+    wall, server_cpu, client_cpu = drivers.run(url, n, kind, message)
+    lags = sorted(probe.stop()) or [float("nan")]
+    return wall, server_cpu, client_cpu, lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+
+
 def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
-    rows: list[tuple[str, float, float, float, float]] = []
+    rows: list[tuple[str, float, float, float, float, float]] = []
     drivers = Drivers(in_process)
     engine = RemoteEngine(latency)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
-            demo, url, settings = launch_playground(Path(tmp), engine.base_url)
+            probe = LagProbe()
+            demo, url, settings = launch_playground(Path(tmp), engine.base_url, probe)
             max_threads = launch_options(settings, env={})["max_threads"]
             try:
                 requests = requests_per_turn(url, message)
@@ -231,7 +319,7 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
                     f"clients {'in this process' if in_process else 'in a separate process'}"
                 )
                 served = engine.requests()
-                rows.append(("supportbot", ideal, *drivers.run(url, sessions, "playground", message)))
+                rows.append(("supportbot", ideal, *timed(drivers, url, probe, sessions, "playground", message)))
                 made = engine.requests() - served
                 assert made == sessions * requests, (
                     f"the timed turns made {made} requests, expected {sessions * requests}"
@@ -239,9 +327,20 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
             finally:
                 demo.close()
 
-            bare, bare_url = launch_bare(ideal, max_threads=max_threads)
+            probe = LagProbe()
+            peer, peer_url = launch_peer(engine.base_url, max_threads, probe)
             try:
-                rows.append(("bare gradio (sleep only)", ideal, *drivers.run(bare_url, sessions, "bare", "")))
+                Client(peer_url, verbose=False).predict(message, api_name="/chat")  # warm: first request
+                rows.append(
+                    ("peer (ChatInterface)", latency, *timed(drivers, peer_url, probe, sessions, "peer", message))
+                )
+            finally:
+                peer.close()
+
+            probe = LagProbe()
+            bare, bare_url = launch_bare(ideal, max_threads, probe)
+            try:
+                rows.append(("bare gradio (sleep only)", ideal, *timed(drivers, bare_url, probe, sessions, "bare", "")))
             finally:
                 bare.close()
     finally:
@@ -249,13 +348,17 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
         engine.close()
 
     print(
-        f"{'app':<26} {'sessions':>8} {'ideal s':>8} {'wall s':>8} {'efficiency':>10} {'server cpu s':>12} {'client cpu s':>12}"
+        f"{'app':<26} {'sessions':>8} {'ideal s':>8} {'wall s':>8} {'efficiency':>10} {'cpu/turn ms':>11} "
+        f"{'loop lag p99 ms':>15} {'client cpu s':>12}"
     )
-    for name, ideal_s, wall_s, server_cpu, client_cpu in rows:
+    for name, ideal_s, wall_s, server_cpu, client_cpu, lag in rows:
         print(
-            f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} {server_cpu:>12.2f} {client_cpu:>12.2f}"
+            f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} "
+            f"{1000 * server_cpu / sessions:>11.1f} {lag:>15.1f} {client_cpu:>12.2f}"
         )
-    app_eff, bare_eff = (r[1] / r[2] for r in rows)
+    app_eff, peer_eff, bare_eff = (r[1] / r[2] for r in rows)
+    print(f"app event-loop lag p99: {rows[0][5]:.1f} ms (goal <= {LAG_GOAL_MS:.0f})")
+    print(f"relative to peer: {app_eff / peer_eff:.3f} (goal >= {PEER_GOAL:.2f})")
     print(f"relative efficiency: {app_eff / bare_eff:.3f} (goal >= {GOAL:.2f})")
 
 
