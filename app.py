@@ -27,6 +27,7 @@ def main() -> int:
     demo.queue(**queue_options(settings)).launch(**options, prevent_thread_lock=True)
     # The page is up: now load the SDK (~0.5 s), so the first turn does not wait for its import.
     import openai  # noqa: F401
+
     demo.block_thread()
     return 0
 

@@ -91,10 +91,17 @@ def add_probe(demo: gr.Blocks, probe: LagProbe) -> None:
         gr.Button(visible=False).click(lambda: "", None, out, api_name="ping_probe", concurrency_limit=None)
 
 
-def launch_playground(data_dir: Path, base_url: str, probe: LagProbe) -> tuple[gr.Blocks, str, Settings]:
+def launch_playground(data_dir: Path, base_url: str, probe: LagProbe, workers: int) -> tuple[gr.Blocks, str, Settings]:
     """The playground pointed at `base_url` as a live OpenAI-compatible service."""
     settings = Settings.load(
-        {"data_dir": data_dir, "engine": "live", "api_key": "bench", "base_url": base_url, "max_retries": 0},
+        {
+            "data_dir": data_dir,
+            "engine": "live",
+            "api_key": "bench",
+            "base_url": base_url,
+            "max_retries": 0,
+            "turn_workers": workers,
+        },
         environ={},
         dotenv_path=None,
     )
@@ -301,14 +308,14 @@ def timed(
     return wall, server_cpu, client_cpu, lags[min(len(lags) - 1, int(0.99 * len(lags)))]
 
 
-def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
+def main(sessions: int, latency: float, message: str, in_process: bool, workers: int) -> None:
     rows: list[tuple[str, float, float, float, float, float]] = []
     drivers = Drivers(in_process)
     engine = RemoteEngine(latency)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
             probe = LagProbe()
-            demo, url, settings = launch_playground(Path(tmp), engine.base_url, probe)
+            demo, url, settings = launch_playground(Path(tmp), engine.base_url, probe, workers)
             max_threads = launch_options(settings, env={})["max_threads"]
             try:
                 requests = requests_per_turn(url, message)
@@ -316,7 +323,8 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
                 print(
                     f"{message!r} makes {requests} model request(s) per turn -> ideal {ideal:.2f} s; "
                     f"concurrency_limit={settings.concurrency_limit}, max_threads={max_threads}, "
-                    f"clients {'in this process' if in_process else 'in a separate process'}"
+                    f"clients {'in this process' if in_process else 'in a separate process'}, "
+                    f"turn workers: {workers or 'none (turns on the server loop)'}"
                 )
                 served = engine.requests()
                 rows.append(("supportbot", ideal, *timed(drivers, url, probe, sessions, "playground", message)))
@@ -325,6 +333,8 @@ def main(sessions: int, latency: float, message: str, in_process: bool) -> None:
                     f"the timed turns made {made} requests, expected {sessions * requests}"
                 )
             finally:
+                if demo.turn_pool is not None:
+                    demo.turn_pool.close()
                 demo.close()
 
             probe = LagProbe()
@@ -372,5 +382,8 @@ if __name__ == "__main__":
         action="store_true",
         help="drive the clients from threads in this process (they then compete with the server for the GIL)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="SUPPORTBOT_TURN_WORKERS for the playground (0: turns on its loop)"
+    )
     args = parser.parse_args()
-    main(args.sessions, args.latency, args.message, args.in_process)
+    main(args.sessions, args.latency, args.message, args.in_process, args.workers)

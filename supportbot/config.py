@@ -58,6 +58,7 @@ ENV_VARS: dict[str, str] = {
     "queue_size": "SUPPORTBOT_QUEUE_SIZE",
     "max_text_chars": "SUPPORTBOT_MAX_TEXT_CHARS",
     "confirm_tools": "SUPPORTBOT_CONFIRM_TOOLS",
+    "turn_workers": "SUPPORTBOT_TURN_WORKERS",
 }
 
 # Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.
@@ -70,6 +71,8 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "retention_days": 30,
     # A stranger's refund or escalation waits for a click: the owner's demo shop, the owner's key.
     "confirm_tools": ("request_refund", "escalate_to_human"),
+    # Turns run beside the process that serves pages (see supportbot.workers): many strangers at once.
+    "turn_workers": 1,
 }
 # Never echoed in a validation message: they hold secrets.
 _SECRET_FIELDS = ("api_key", "database_url")
@@ -142,6 +145,8 @@ class Settings(BaseModel):
     # Tools the agent pauses before, until a human approves or denies the call; "none" for none. The names
     # are checked against the tool registry when the agent is made (ConfigError naming the unknown one).
     confirm_tools: tuple[str, ...] = ()
+    # Worker processes that run turns (the SDK, agent loop and tools) beside Gradio's loop; 0: in process.
+    turn_workers: int = Field(0, ge=0, le=16)
 
     @field_validator("confirm_tools", mode="before")
     @classmethod

@@ -121,15 +121,16 @@ def store(database: Database, today: date) -> Iterator[Store]:
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def launch_app(data_dir: Path, services=None, **overrides):
+def launch_app(data_dir: Path, services=None, worker_services=None, **overrides):
     """Build and launch the playground on a free loopback port; returns (demo, url).
 
-    ``services``, a function of the settings, makes the app's Services (e.g. with a slow engine)."""
+    ``services``, a function of the settings, makes the app's Services (e.g. with a slow engine);
+    ``worker_services``, a module-level function, makes each turn worker's (with ``turn_workers``)."""
     from supportbot.config import Settings
     from supportbot.ui.app import build_app, launch_options, queue_options
 
     settings = Settings.load({"data_dir": data_dir, "engine": "offline", **overrides}, environ={}, dotenv_path=None)
-    demo = build_app(settings, services(settings) if services else None)
+    demo = build_app(settings, services(settings) if services else None, worker_services=worker_services)
     options = launch_options(settings, env={})
     options.update(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     demo.queue(**queue_options(settings))

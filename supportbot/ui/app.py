@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from supportbot.config import PACKAGE_DIR, Settings, on_space, redact
+from supportbot.conversation import TurnRunner
 from supportbot.errors import ApiError, ConfigError
 from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
@@ -21,6 +23,7 @@ from supportbot.session import Session
 from supportbot.ui import render, usage_view
 from supportbot.ui.handlers import AUTO, EXAMPLES, Playground, example_message
 from supportbot.ui.render import STEP_MODES
+from supportbot.workers import TurnPool
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
@@ -91,11 +94,22 @@ def blocked_paths(settings: Settings, env: dict[str, str]) -> list[str]:
     return [str(Path(settings.data_dir).resolve()), *extra]
 
 
-def build_app(settings: Settings | None = None, services: Services | None = None) -> gr.Blocks:
-    """Lay out the playground and wire its events; nothing here is shared between users except read-only services."""
+def build_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    *,
+    worker_services: Callable[[Settings], Services] | None = None,
+) -> gr.Blocks:
+    """Lay out the playground and wire its events; nothing here is shared between users except read-only services.
+
+    With ``SUPPORTBOT_TURN_WORKERS`` set, turns run in that many worker processes (``supportbot.workers``),
+    each making its Services with ``worker_services`` (a picklable function; ``Services.create`` by
+    default); the pool is ``demo.turn_pool``, for whoever must stop it before the process ends."""
     settings = settings or Settings.load()
     services = services or Services.create(settings)
-    pg = Playground(services)
+    runner = TurnRunner(services)
+    pool = TurnPool(runner, settings.turn_workers, factory=worker_services) if settings.turn_workers else None
+    pg = Playground(services, pool or runner)
     pg.runner.purge_expired()  # then again after turns and on the sweeper's timer, at most hourly
     Sweeper(services).start()
     live = services.clients.engine is None
@@ -293,6 +307,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         import_btn.upload(
             pg.import_conversation, [import_btn, steps, state, plan], [*outputs, state], api_visibility="private"
         ).then(**bar, api_visibility="private")
+    demo.turn_pool = pool
     return demo
 
 

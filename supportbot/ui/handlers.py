@@ -26,10 +26,11 @@ from supportbot.limits import Allowance, Budget, VisitorBudget, visitor_identity
 from supportbot.services import Services
 from supportbot.session import Session
 from supportbot.storage.history import MAX_IMPORT_BYTES
+from supportbot.streaming import batches
 from supportbot.ui import render, usage_view
 from supportbot.ui.inert import plain_json
 from supportbot.ui.render import STEP_MODES, LiveTurn
-from supportbot.ui.streaming import batches
+from supportbot.workers import TurnPool
 
 SAMPLES = ASSETS_DIR / "samples"
 AUTO = "auto"
@@ -61,7 +62,7 @@ def example_message(index: int) -> dict[str, Any]:
 class Playground:
     """Handlers for one app; per-visitor data arrives and leaves as a ``Session``."""
 
-    def __init__(self, services: Services, runner: TurnRunner | None = None) -> None:
+    def __init__(self, services: Services, runner: TurnRunner | TurnPool | None = None) -> None:
         self.services = services
         self.runner = runner or TurnRunner(services)
 
