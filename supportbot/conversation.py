@@ -52,7 +52,7 @@ from supportbot.services import Services
 from supportbot.session import Session, new_conversation_id
 from supportbot.storage.sandbox import Sandbox
 from supportbot.ticket.extraction import extract_ticket
-from supportbot.ticket.record import Ticket, build_inline
+from supportbot.ticket.record import Ticket, build_inline, ticket_changes
 from supportbot.tools import REGISTRY, ToolContext
 from supportbot.vocabulary import cut_off_note
 
@@ -361,5 +361,7 @@ class TurnRunner:
         )
 
     def _set_ticket(self, session: Session, ticket: Ticket) -> None:
-        session.ticket = ticket.model_dump(mode="json")
+        before, session.ticket = session.ticket, ticket.model_dump(mode="json")
+        if changes := ticket_changes(before, session.ticket):
+            session.ticket_changes.append({"turn": session.turn, "changes": changes})
         self.s.history.record_ticket(session.conversation_id, session.ticket)

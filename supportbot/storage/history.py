@@ -114,6 +114,7 @@ def snapshot(session: Session) -> dict[str, Any]:
         "ticket": session.ticket,
         "ticket_fields": session.ticket_fields,
         "ticket_error": session.ticket_error,
+        "ticket_changes": session.ticket_changes,
         "forked_from": session.forked_from,
         "turn": session.turn,
     }
@@ -140,6 +141,7 @@ def _imported(data: dict[str, Any]) -> Session:
         ticket=fields["ticket"],
         ticket_fields=fields["ticket_fields"],
         ticket_error=snap.ticket_error,
+        ticket_changes=fields.get("ticket_changes", []),
         turn=max([snap.turn, *(m["turn"] for m in messages)]),
     )
 

@@ -289,6 +289,33 @@ def apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: T
     return ticket.model_copy(update=update)
 
 
+# ---------------------------------------------------------------- what a turn changed
+
+_LIST_FIELDS = ("order_ids", "actions_taken", "next_steps")
+
+
+def ticket_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What changed from ``before`` to ``after`` (ticket dicts), field by field in the schema's order:
+    ``{"field", "before", "after"}``, or for lists ``{"field", "added", "removed"}`` (only the items that differ,
+    so a long conversation's action list is not copied every turn)."""
+    out: list[dict[str, Any]] = []
+    for name in Ticket.model_fields:
+        old, new = before.get(name), after.get(name)
+        if old == new or name == "ticket_id":
+            continue
+        if name in _LIST_FIELDS and isinstance(new, list):
+            old_list = old if isinstance(old, list) else []
+            old_keys = {json.dumps(x, sort_keys=True, default=str) for x in old_list}
+            new_keys = {json.dumps(x, sort_keys=True, default=str) for x in new}
+            added = [x for x in new if json.dumps(x, sort_keys=True, default=str) not in old_keys]
+            removed = [x for x in old_list if json.dumps(x, sort_keys=True, default=str) not in new_keys]
+            if added or removed:
+                out.append({"field": name, "added": added, "removed": removed})
+        else:
+            out.append({"field": name, "before": old, "after": new})
+    return out
+
+
 # ---------------------------------------------------------------- inline mode
 
 _MODEL_FIELDS = ("category", "intent_summary", "sentiment", "frustration", "priority", "language", "next_steps")
