@@ -109,6 +109,25 @@ def test_the_agent_view_is_beside_the_chat_at_1280x800(browser, app_url):  # noq
     assert page.errors == []
 
 
+def test_any_turn_can_be_shown_and_a_new_one_shows_itself(browser, app_url):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page = open_page(browser, app_url)
+    expect(page.locator(".sb-badge")).to_be_visible()
+    send_example(page, ORDER)
+    send_example(page, REFUND)
+    timeline = page.locator(".sb-timeline")
+    expect(timeline).to_contain_text("request_refund")
+    page.locator(".sb-turnpick input").click()
+    page.get_by_role("option", name=re.compile(r"^Turn 1 · Where is my order")).click()
+    expect(timeline).to_contain_text("Turn 1 of 2")
+    expect(timeline.locator(".sb-tool")).to_contain_text(["check_order_status", "update_ticket"])
+    send_example(page, POLICY)
+    expect(timeline).to_contain_text("Turn 3")
+    expect(timeline).to_contain_text("search_knowledge_base")
+    assert page.errors == []
+
+
 def test_a_draft_typed_during_an_answer_survives(browser, slow_url):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -202,7 +221,16 @@ def test_the_address_bar_carries_the_conversation_and_a_reload_resumes(browser, 
     expect(recent).to_have_count(2)
     expect(recent.first).to_contain_text("Where is my order #48291?")
     expect(recent.first).to_contain_text("(open)")
-    # Another browser has its own (empty) list, even on the same link.
+    # Copy link copies the address (with the new id) to the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("#sb-copy").click()
+    expect(page.locator("#sb-copy")).to_have_text("✓ Link copied")
+    assert page.evaluate("navigator.clipboard.readText()") == page.url
+    # Picking the older one opens it (two turns, as it was stored); the address bar follows.
+    recent.nth(1).click()
+    expect(page.get_by_test_id("user")).to_have_count(2)
+    expect(page).to_have_url(re.compile(f"c={first}"))
+    # Another browser has its own list (only what it opened itself), even on the same link.
     other = open_page(browser, f"{page.url.split('?')[0]}?c={forked}")
     expect(other.get_by_test_id("user")).to_have_count(3)
     other.get_by_role("tab", name="🕘 Conversations").click()

@@ -228,7 +228,7 @@ def build_app(settings: Settings | None = None, services: Services | None = None
         panels = [chatbot, timeline, meter, *detail]
         conv = [cid_box, recent_store, recent_list]
         turn_inputs = [model, steps, ticket_mode, state, plan, turn_sel]
-        turn_outputs = [msg, note, chatbot, timeline, meter, cid_box, state]
+        turn_outputs = [msg, note, chatbot, timeline, meter, turn_sel, cid_box, state]
         finish_inputs = [steps, state, plan, turn_sel, recent_store]
         finish_outputs = [msg, note, *panels, *conv]
         turn_opts = {

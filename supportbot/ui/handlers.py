@@ -208,7 +208,7 @@ class Playground(Conversations):
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):
-        """The message box: start a turn and stream it. Outputs: (box, note, chat, timeline, meter, id, session)."""
+        """The message box: start a turn and stream it (outputs: see ``_turn``)."""
         args = (model_id, mode, tmode, session, plan_name, selected, progress, request, profile)
         async for out in self._turn(message, True, *args):
             yield out
@@ -233,31 +233,34 @@ class Playground(Conversations):
             yield out
 
     async def _turn(self, message, from_box, model_id, mode, tmode, session, plan_name, selected, progress, *who):
+        """Outputs: (box, note, chat, timeline, meter, turn picker, conversation id, session)."""
         session = session if isinstance(session, Session) else Session()
         text, files = parse_message(message)
         if not text.strip() and not files:
-            yield (gr.skip(),) * 7  # an empty send does nothing
+            yield (gr.skip(),) * 8  # an empty send does nothing
             return
         if session.busy:  # refused beside the box; the box and the chat stay as they are
-            yield (gr.skip(), BUSY_NOTE, *(gr.skip(),) * 5)
+            yield (gr.skip(), BUSY_NOTE, *(gr.skip(),) * 6)
             return
         live_turn = LiveTurn(session.turn + 1, user=text, files=[Path(f).name for f in files])
         # Emptied once, now; never written again during the turn (so a draft typed meanwhile is kept).
         box = gr.MultimodalTextbox(value=None, submit_btn=False, stop_btn=True) if from_box else composer(True)
-        yield (box, "", *self.live_panels(session, mode, live_turn, selected, plan_name), gr.skip(), session)
+        live = self.live_panels(session, mode, live_turn, LATEST, plan_name)  # a new turn shows itself
+        yield (box, "", *live, gr.Dropdown(value=LATEST), gr.skip(), session)
         try:
             async for batch in batches(self._events(session, text, files, model_id, tmode, progress, *who)):
                 _follow(live_turn, batch)
                 # The id goes to the address bar once the turn is stored (a fork has its new id by then).
                 cid = session.conversation_id if session.turn >= live_turn.turn else gr.skip()
-                live = self.live_panels(session, mode, live_turn, selected, plan_name)
-                yield (gr.skip(), gr.skip(), *live, cid, session)
+                live = self.live_panels(session, mode, live_turn, LATEST, plan_name)
+                yield (gr.skip(), gr.skip(), *live, gr.skip(), cid, session)
         except SupportbotError as exc:
             # Checked before the turn starts: nothing changed. One warning names the problem (and the file),
             # the message goes back in the box; no error pills, no traceback in the log.
             gr.Warning(html.escape(str(exc), quote=False), title="Could not send that")
             back = gr.MultimodalTextbox(value=message, submit_btn=True, stop_btn=False) if from_box else gr.skip()
-            yield (back, gr.skip(), *self.live_panels(session, mode, None, selected, plan_name), gr.skip(), session)
+            live = self.live_panels(session, mode, None, selected, plan_name)
+            yield (back, gr.skip(), *live, gr.Dropdown(value=selected), gr.skip(), session)
 
     async def finish(
         self,
