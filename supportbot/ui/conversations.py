@@ -62,7 +62,7 @@ class Conversations:
         Outputs: every panel, the links, the box, the note, the session."""
         fresh = Session()
         panels = self.panels(fresh, mode, plan_name, self.allowance(request, profile))
-        return (*panels, "", gr.skip(), gr.skip(), composer(False), "", fresh)
+        return (*panels, "", gr.skip(), gr.Radio(value=None), composer(False), "", fresh)
 
     def session_payload(self, session: Session | None) -> dict:
         """The whole session as JSON: messages, tool_calls, routes, usage, ticket, ticket_changes."""

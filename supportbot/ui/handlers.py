@@ -281,7 +281,7 @@ class Playground(Conversations):
             await asyncio.sleep(0.05)
             waited += 0.05
         allowance = await asyncio.to_thread(self.allowance, request, profile)
-        conv = await asyncio.to_thread(self.links, session, recent)
+        conv = await asyncio.to_thread(self.links, session, recent, False)
         panels = await asyncio.to_thread(self.panels, session, mode, plan_name, allowance, selected)
         return (composer(False), "", *panels, *conv)
 
@@ -313,10 +313,15 @@ class Playground(Conversations):
         detail = self.detail_panels(session, plan_name, None, selected)
         return self.turn_picked(selected, session, plan_name), detail[3], detail[4]
 
-    def links(self, session: Session, recent: Any) -> tuple:
-        """(the id for the address bar once something is stored, the browser's list, the list shown)."""
+    def links(self, session: Session, recent: Any, refresh: bool = True) -> tuple:
+        """(the id for the address bar once something is stored, the browser's list, the list shown).
+
+        Without ``refresh``, a list that already starts with this conversation is left as it is: the list
+        shown is rebuilt (each id looked up) only when it changes, not after every turn."""
         stored = session.turn > 0 and bool(session.messages)
         ids = links.remember(recent, session.conversation_id) if stored else links.recent_ids(recent)
+        if not refresh and ids == links.recent_ids(recent):
+            return (session.conversation_id if stored else "", gr.skip(), gr.skip())
         choices = links.recent_choices(ids, self.runner.load, session)
         value = session.conversation_id if any(v == session.conversation_id for _, v in choices) else None
         # The browser keeps no empty value: with nothing to write, nothing is written.

@@ -86,14 +86,14 @@ def remember(value: Any, conversation_id: str) -> list[str]:
 
 
 def title_of(session: Session) -> str:
-    """A conversation as the list names it: its first message, cut short, and its length."""
+    """A conversation as the list names it: its first message, cut short (it never changes, so a list built
+    once stays right)."""
     first = next((m for m in session.messages if m["role"] == "user"), None)
     text = " ".join(str(first.get("content") or "").split()) if first else ""
     if not text and first:
         text = ", ".join(str(a.get("filename")) for a in first.get("attachments") or ()) or "(attachment)"
-    text = text if len(text) <= 48 else text[:47] + "…"
-    turns = sum(1 for m in session.messages if m["role"] == "user")
-    return f"{text or '(empty)'} · {turns} turn{'s' if turns != 1 else ''}"
+    text = text if len(text) <= 60 else text[:59] + "…"
+    return text or "(empty)"
 
 
 def recent_choices(value: Any, load: Callable[[str], Session | None], current: Session | None) -> list[tuple[str, str]]:
