@@ -50,7 +50,7 @@ from supportbot.routing.fallback import FALLBACK_KINDS, demote, failure_label
 from supportbot.routing.router import TurnFacts, route
 from supportbot.services import Services
 from supportbot.session import Session
-from supportbot.ticket.record import Ticket
+from supportbot.ticket.record import Ticket, ticket_changes
 from supportbot.tools import REGISTRY, ToolContext
 from supportbot.turn_state import (
     TurnState,
@@ -382,5 +382,7 @@ class TurnRunner:
                 yield event
 
     def _set_ticket(self, session: Session, ticket: Ticket) -> None:
-        session.ticket = ticket.model_dump(mode="json")
+        before, session.ticket = session.ticket, ticket.model_dump(mode="json")
+        if changes := ticket_changes(before, session.ticket):
+            session.ticket_changes.append({"turn": session.turn, "changes": changes})
         self.s.history.record_ticket(session.conversation_id, session.ticket)

@@ -1,9 +1,12 @@
 """Requests, tokens and money: flat per-request plans beside token-priced providers.
 
 The figures live in ``assets/pricing.json`` (editable; each with ``source``, ``as_of``
-and ``verified``). A price we do not know is ``None``, never zero, and every total
-that would need it is ``None`` too, with the missing models named, so a comparison
-never looks cheaper than it is.
+and ``verified``). A price we do not know is ``None``, never zero. Where a provider does not
+list a model, the file's ``equivalents`` name the nearest models it does list (by size and
+kind, with the basis and its source): the request is priced as that model, marked as an
+estimate. A request with neither is left out of that provider's total, which is then marked
+partial (how many requests it covers) and names the models, so a comparison never looks
+cheaper than it is without saying so.
 """
 
 from __future__ import annotations
@@ -50,6 +53,29 @@ class TokenPrice(BaseModel):
     verified: bool = False
 
 
+class Equivalent(BaseModel):
+    """The models a provider may list instead of one it lacks, nearest first, and why they compare."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    like: tuple[str, ...] = Field(min_length=1)
+    basis: str = Field(min_length=1)  # e.g. "a 1T-parameter MoE: priced as the nearest listed large MoE"
+    source: str = Field(min_length=1)
+    as_of: date
+
+
+@dataclass(frozen=True)
+class Quote:
+    """How one model is priced at one provider: its own price, or an equivalent's (``via``), an estimate."""
+
+    price: TokenPrice
+    via: str | None = None  # the equivalent priced instead; None for the model's own price
+    basis: str = ""
+
+    @property
+    def estimated(self) -> bool:
+        return self.via is not None
+
+
 class Provider(BaseModel):
     """A token-priced provider; ``models`` maps our catalog ids to a price or None (unknown)."""
 
@@ -66,6 +92,7 @@ class Pricing:
     plans: tuple[Plan, ...]
     providers: dict[str, Provider]
     currency: str = "USD"
+    equivalents: dict[str, Equivalent] = field(default_factory=dict)
 
     def plan(self, name: str) -> Plan:
         """The plan called ``name``; CatalogError lists the known plans."""
@@ -79,6 +106,16 @@ class Pricing:
         if provider not in self.providers:
             raise CatalogError(f"provider {provider!r}", f"unknown provider; known: {', '.join(self.providers)}")
         return self.providers[provider].models.get(model)
+
+    def quote(self, provider: str, model: str) -> Quote | None:
+        """``model``'s price at ``provider``, else its nearest listed equivalent's (an estimate), else None."""
+        if (own := self.price(provider, model)) is not None:
+            return Quote(own)
+        eq = self.equivalents.get(model)
+        for other in eq.like if eq else ():
+            if (price := self.price(provider, other)) is not None:
+                return Quote(price, other, eq.basis)
+        return None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -127,7 +164,22 @@ def load_pricing(path: Path | str | None = None) -> Pricing:
             providers[key] = Provider.model_validate(entry)
         except ValidationError as exc:
             raise CatalogError(f"{path.name} providers.{key}", _first_error(exc)) from None
-    return Pricing(tuple(plans), providers)
+    equivalents: dict[str, Equivalent] = {}
+    raw_eq = data.get("equivalents") or {}
+    if not isinstance(raw_eq, dict):
+        raw_eq = {}
+    priced = {m for p in providers.values() for m, price in p.models.items() if price is not None}
+    for model_id, entry in raw_eq.items():
+        if model_id.startswith("_"):
+            continue  # a comment
+        try:
+            eq = Equivalent.model_validate(entry)
+        except ValidationError as exc:
+            raise CatalogError(f"{path.name} equivalents.{model_id}", _first_error(exc)) from None
+        if unknown := [m for m in eq.like if m not in priced]:
+            raise CatalogError(f"{path.name} equivalents.{model_id}", f"{', '.join(unknown)}: no provider prices it")
+        equivalents[model_id] = eq
+    return Pricing(tuple(plans), providers, equivalents=equivalents)
 
 
 @lru_cache(maxsize=1)
@@ -186,8 +238,10 @@ class TurnCost:
     prompt_tokens: int
     completion_tokens: int
     flat_cost: float
-    token_costs: dict[str, float | None]  # provider -> cost, None when a model lacks a price there
+    token_costs: dict[str, float | None]  # provider -> cost of the requests it prices; None when it prices none
     over_cap: int = 0  # requests above the plan's per-request token cap
+    unpriced: dict[str, int] = field(default_factory=dict)  # provider -> requests it has no price for
+    estimated: dict[str, int] = field(default_factory=dict)  # provider -> requests priced as an equivalent
 
 
 @dataclass(frozen=True)
@@ -202,20 +256,31 @@ class CostSummary:
     completion_tokens: int
     estimated_requests: int  # requests whose tokens were estimated, not reported by the server
     flat_cost: float
-    token_costs: dict[str, float | None]
-    missing: dict[str, list[str]]  # provider -> models used that have no price there
+    token_costs: dict[str, float | None]  # provider -> total of what it prices; None when it prices nothing
+    missing: dict[str, list[str]]  # provider -> models used that it has no price (nor equivalent) for
     ratio: dict[str, float | None]  # provider -> token-priced cost / flat cost
     over_cap: int
     unverified: bool  # some figure used is not confirmed (see assets/pricing.json)
     provider_names: dict[str, str] = field(default_factory=dict)
+    unpriced: dict[str, int] = field(default_factory=dict)  # provider -> requests left out of its total
+    estimates: dict[str, dict[str, str]] = field(default_factory=dict)  # provider -> {model: equivalent priced}
+
+    def partial(self, provider: str) -> bool:
+        """Whether ``provider``'s total leaves out requests it has no price for."""
+        return self.unpriced.get(provider, 0) > 0
 
     def why_missing(self, provider: str) -> str | None:
-        """A sentence naming the models that make ``provider``'s total unknown, or None."""
+        """A sentence naming the models ``provider``'s total leaves out, or None when it covers every request."""
         models = self.missing.get(provider)
         if not models:
             return None
         name = self.provider_names.get(provider, provider)
-        return f"No {name} price for {', '.join(models)}, so its total is unknown."
+        left = self.unpriced.get(provider, 0)
+        covered = self.requests - left
+        return (
+            f"{name} lists no price for {', '.join(models)} (nor an equivalent), so its total is partial: "
+            f"{covered} of {self.requests} requests."
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the UI and /session."""
@@ -223,7 +288,8 @@ class CostSummary:
 
 
 def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Pricing, plan: str) -> CostSummary:
-    """Group requests by turn and total them: flat cost under ``plan`` beside each provider's token cost."""
+    """Group requests by turn and total them: flat cost under ``plan`` beside each provider's token cost
+    (its own price, or its nearest listed equivalent's, marked; requests with neither are counted apart)."""
     chosen = pricing.plan(plan)
     per_request = flat_cost_per_request(chosen)
     providers = list(pricing.providers)
@@ -232,24 +298,30 @@ def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Prici
         turns.setdefault(_fields(rec)[3], []).append(rec)
     rows: list[TurnCost] = []
     missing: dict[str, list[str]] = {p: [] for p in providers}
+    estimates: dict[str, dict[str, str]] = {p: {} for p in providers}
     estimated = 0
     unverified = not chosen.verified
     for turn in sorted(turns):
         recs = turns[turn]
         costs: dict[str, float | None] = {}
+        unpriced: dict[str, int] = {}
+        by_equivalent: dict[str, int] = {}
         for p in providers:
-            total: float | None = 0.0
+            total: float | None = None
             for rec in recs:
-                model = _fields(rec)[0]
-                price = pricing.price(p, model)
-                if price is None:
+                model, prompt, completion, _ = _fields(rec)
+                quote = pricing.quote(p, model)
+                if quote is None:
                     if model not in missing[p]:
                         missing[p].append(model)
-                    total = None
+                    unpriced[p] = unpriced.get(p, 0) + 1
                     continue
-                unverified = unverified or not price.verified
-                if total is not None:
-                    total += token_cost(rec, p, pricing) or 0.0
+                if quote.via is not None:
+                    estimates[p][model] = quote.via
+                    by_equivalent[p] = by_equivalent.get(p, 0) + 1
+                unverified = unverified or not quote.price.verified
+                cost = prompt * quote.price.input / 1_000_000 + completion * quote.price.output / 1_000_000
+                total = cost if total is None else total + cost
             costs[p] = total
         estimated += sum(1 for r in recs if (r.estimated if isinstance(r, UsageRecord) else r.get("estimated")))
         rows.append(
@@ -261,13 +333,15 @@ def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Prici
                 flat_cost=len(recs) * per_request,
                 token_costs=costs,
                 over_cap=sum(over_cap(r, chosen) for r in recs),
+                unpriced=unpriced,
+                estimated=by_equivalent,
             )
         )
     flat_total = sum(r.flat_cost for r in rows)
     totals: dict[str, float | None] = {}
     for p in providers:
-        values = [r.token_costs[p] for r in rows]
-        totals[p] = None if any(v is None for v in values) else sum(v for v in values if v is not None)
+        values = [r.token_costs[p] for r in rows if r.token_costs[p] is not None]
+        totals[p] = sum(values) if values else None
     ratio = {p: (t / flat_total if t is not None and flat_total > 0 else None) for p, t in totals.items()}
     return CostSummary(
         plan=chosen.name,
@@ -284,18 +358,20 @@ def summarize(records: Iterable[UsageRecord | Mapping[str, Any]], pricing: Prici
         over_cap=sum(r.over_cap for r in rows),
         unverified=unverified,
         provider_names={k: v.name for k, v in pricing.providers.items()},
+        unpriced={p: sum(r.unpriced.get(p, 0) for r in rows) for p in providers},
+        estimates={p: e for p, e in estimates.items() if e},
     )
 
 
 def cumulative_series(summary: CostSummary) -> list[tuple[int, float, dict[str, float | None]]]:
-    """(turn, flat cumulative, {provider: cumulative or None once a price is missing}) for a plot."""
+    """(turn, flat cumulative, {provider: cumulative of what it prices, None until it prices a request})."""
     series: list[tuple[int, float, dict[str, float | None]]] = []
     flat = 0.0
-    running: dict[str, float | None] = dict.fromkeys(summary.token_costs, 0.0)
+    running: dict[str, float | None] = dict.fromkeys(summary.token_costs)
     for row in summary.rows:
         flat += row.flat_cost
         for p, cost in row.token_costs.items():
-            prev = running.get(p, 0.0)
-            running[p] = None if prev is None or cost is None else prev + cost
+            if cost is not None:
+                running[p] = (running.get(p) or 0.0) + cost
         series.append((row.turn, flat, dict(running)))
     return series

@@ -27,6 +27,9 @@ class Session:
     ticket: dict[str, Any] = field(default_factory=dict)
     ticket_fields: dict[str, Any] = field(default_factory=dict)  # set by the update_ticket tool
     ticket_error: str | None = None  # the last extraction failure, shown in the Ticket panel
+    # What each turn changed in the ticket: [{"turn", "changes": [{"field", "before", "after"} | {"field",
+    # "added", "removed"}]}] (see ticket.record.ticket_changes), for the agent view's timeline.
+    ticket_changes: list[dict[str, Any]] = field(default_factory=list)
     forked_from: str | None = None  # the stored conversation this one continues (a reload or shared link)
     pending_call: dict[str, Any] | None = None  # a call awaiting a human's approval (see supportbot.approval)
     loaded: bool = field(default=False, repr=False, compare=False)  # read from storage: the next turn forks
@@ -43,6 +46,7 @@ class Session:
             "usage": self.usage,
             "ticket": self.ticket,
             "ticket_error": self.ticket_error,
+            "ticket_changes": self.ticket_changes,
             "forked_from": self.forked_from,
             "turns": self.turn,
             "pending_call": pending_view(self.pending_call),

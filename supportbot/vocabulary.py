@@ -34,8 +34,10 @@ Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
 Sentiment = Literal["positive", "neutral", "negative"]
 SENTIMENTS: tuple[str, ...] = ("positive", "neutral", "negative")
-Status = Literal["resolved", "pending_customer", "escalated"]
-STATUSES: tuple[str, ...] = ("resolved", "pending_customer", "escalated")
+# open: answered, nothing decided yet; pending_customer: waiting on the customer (a question asked, a
+# refund refused, a late parcel); escalated: a person has it; resolved: confirmed, or an action settled it.
+Status = Literal["open", "pending_customer", "escalated", "resolved"]
+STATUSES: tuple[str, ...] = ("open", "pending_customer", "escalated", "resolved")
 
 # Characters per token by kind of text: BPE tokenizers give about 4 on English prose and
 # about 2 on machine logs (timestamps, hex ids and punctuation split into short tokens).
@@ -298,7 +300,8 @@ def find_cut_off_notes(text: str) -> dict[str, int]:
 
 STOPWORDS: dict[str, frozenset[str]] = {
     "en": frozenset(
-        "the and is are my i you it to of for in on with not was have this that where what when my order please".split()
+        "the and is are my i you it to of for in on with not was have this that where what when my order please why "
+        "do does did how can could would should will be been me your our we they there here from about an".split()
     ),
     "es": frozenset(
         "el la los las un una y es son mi mis yo tu usted no que de del en con por para pedido dónde donde cuándo "

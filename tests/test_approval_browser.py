@@ -51,12 +51,10 @@ def test_approve_and_deny_buttons_finish_the_paused_turn(page, browser, approval
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "approval-paused.png"))
 
-    # The link of this conversation, opened elsewhere, shows the same call waiting.
-    page.get_by_role("tab", name="💾 Export").click()
-    page.get_by_role("button", name="Export conversation").click()
-    link = page.get_by_text("?c=")
-    expect(link).to_be_visible()
-    conversation_id = link.inner_text().split("?c=")[1].split()[0].strip("`.")
+    # The link of this conversation (in the address bar once the turn is stored), opened elsewhere,
+    # shows the same call waiting.
+    page.wait_for_url("**?c=*")
+    conversation_id = page.url.split("c=")[1].split("&")[0]
     other = browser.new_context(viewport=VIEWPORT).new_page()
     other.goto(f"{approval_url}?c={conversation_id}", wait_until="domcontentloaded")
     expect(other.locator(".sb-approval")).to_be_visible(timeout=TURN_TIMEOUT_MS)

@@ -86,14 +86,13 @@ def test_a_support_conversation_in_the_browser(page):
     composer = page.get_by_role("group", name="Multimedia input field")
     submit = composer.get_by_test_id("submit-button")
 
-    # An example question: a streamed answer with the tracking details, the tool call in its panel.
+    # An example question: a streamed answer with the tracking details, the tool call in the agent view
+    # beside it, and the ticket under it: no tab to switch.
     page.get_by_role("button", name=ORDER_EXAMPLE, exact=True).click()
     expect(last_bot).to_contain_text("48291", timeout=TURN_TIMEOUT_MS)
     expect(last_bot).to_contain_text("UPS", timeout=TURN_TIMEOUT_MS)
-    expect(page.locator(".sb-rows .sb-row b", has_text="check_order_status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
+    expect(page.locator(".sb-tool .sb-name", has_text="check_order_status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
     expect(submit).to_be_visible(timeout=TURN_TIMEOUT_MS)  # the stop button gives way once the turn is over
-
-    page.get_by_role("tab", name="🎫 Ticket").click()
     expect(page.locator(".sb-chip", has_text="order status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
 
     # A screenshot through the textbox's own file input: routed to a vision model.
@@ -102,9 +101,8 @@ def test_a_support_conversation_in_the_browser(page):
     page.get_by_test_id("textbox").fill("The checkout shows this error. What does it mean?")
     submit.click()
     expect(last_bot).to_contain_text("vision model", timeout=TURN_TIMEOUT_MS)
-    page.get_by_role("tab", name="🧭 Route").click()
-    newest_route = page.locator(".sb-route").first  # newest first
-    expect(newest_route.locator("b")).to_have_text("llama-4-maverick", timeout=TURN_TIMEOUT_MS)  # Pro's first
+    newest_route = page.locator(".sb-timeline .sb-route")  # the agent view follows the latest turn
+    expect(newest_route.locator(".sb-name b")).to_have_text("llama-4-maverick", timeout=TURN_TIMEOUT_MS)  # Pro's
     expect(newest_route).to_contain_text("vision")
     expect(newest_route).to_contain_text("Gemma 3 27B")  # and why the seed's Premium model was skipped
     expect(newest_route).to_contain_text("not on your plan")
@@ -126,7 +124,7 @@ def test_a_shared_link_reloads_the_conversation(page, browser, app_url: str):
 
     page.get_by_role("button", name=ORDER_EXAMPLE, exact=True).click()
     expect(page.get_by_test_id("bot").last).to_contain_text("UPS", timeout=TURN_TIMEOUT_MS)
-    page.get_by_role("tab", name="💾 Export").click()
+    page.get_by_role("tab", name="🕘 Conversations").click()
     page.get_by_role("button", name="Export conversation").click()
     link = page.get_by_text("?c=")
     expect(link).to_be_visible(timeout=TURN_TIMEOUT_MS)
@@ -135,7 +133,6 @@ def test_a_shared_link_reloads_the_conversation(page, browser, app_url: str):
     other = browser.new_context(viewport=VIEWPORT).new_page()
     other.goto(f"{app_url}?c={conversation_id}", wait_until="domcontentloaded")
     expect(other.get_by_test_id("bot").last).to_contain_text("UPS", timeout=TURN_TIMEOUT_MS)
-    expect(other.locator(".sb-rows .sb-row b", has_text="check_order_status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
-    other.get_by_role("tab", name="🎫 Ticket").click()
+    expect(other.locator(".sb-tool .sb-name", has_text="check_order_status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
     expect(other.locator(".sb-chip", has_text="order status")).to_be_visible(timeout=TURN_TIMEOUT_MS)
     other.context.close()

@@ -487,7 +487,7 @@ def test_fenced_log_gets_a_deterministic_analysis(client: openai.OpenAI) -> None
         .message.content
     )
     assert "8 lines" in text and "ERROR 5" in text and "INFO 3" in text
-    assert "2025-03-14 10:00:00" in text and "2025-03-14 10:00:04" in text and "Suggestion" in text
+    assert "2025-03-14 10:00:00" in text and "2025-03-14 10:00:04" in text and "next step" in text
 
 
 def test_update_ticket_is_called_with_schema_valid_fields(client: openai.OpenAI) -> None:

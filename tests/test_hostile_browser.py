@@ -169,7 +169,7 @@ def offline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def import_file(page, path: Path) -> None:
-    page.get_by_role("tab", name="💾 Export").click()
+    page.get_by_role("tab", name="🕘 Conversations").click()
     page.locator("input[type=file][accept*='.json']").set_input_files(str(path))
 
 

@@ -290,7 +290,7 @@ def test_an_import_naming_the_database_is_refused_and_the_file_never_served(app,
     assert db.exists() and visitor.file_status(db) == 403 and visitor.file_status(f"{db}-wal") in (403, 404)
     crafted = tmp_path / "conversation.json"
     crafted.write_text(export(with_change("messages.0.content", {"path": str(db), "meta": FILE_META})))
-    out = visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro"])
+    out = visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro", None])
     assert out.ok, out.error
     assert any("conversation.messages[0].content: Input should be a valid string" in w for w in out.warnings)
     # The panels show the visitor's own (empty) conversation; nothing in them is a file.
@@ -307,7 +307,7 @@ def test_an_imported_text_naming_the_database_is_only_text(app, visitor, tmp_pat
     conv["tool_calls"][0]["result"] = {"file": str(db)}
     crafted = tmp_path / "conversation.json"
     crafted.write_text(export(conv))
-    out = visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro"])
+    out = visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro", None])
     assert out.ok and not out.warnings, (out.error, out.warnings)
     parts = chat_contents(out.data[0])
     assert parts and all(p["type"] == "text" and isinstance(p["text"], str) for p in parts)
@@ -331,7 +331,7 @@ def test_a_file_import_outside_the_upload_folder_is_refused(app, visitor, tmp_pa
     url, data_dir = app
     local = tmp_path / "conversation.json"
     local.write_text(export(conversation()))
-    out = visitor.call("import_conversation", [{"path": str(local), "meta": FILE_META}, "all", None, "pro"])
+    out = visitor.call("import_conversation", [{"path": str(local), "meta": FILE_META}, "all", None, "pro", None])
     assert not out.ok  # Gradio refuses a file that was not uploaded
     assert visitor.call("session", [None]).data[0]["messages"] == []
 
@@ -346,7 +346,7 @@ def test_a_share_link_to_a_damaged_row_opens_a_fresh_conversation(app, visitor, 
     url, data_dir = app
     crafted = tmp_path / "conversation.json"
     crafted.write_text(export(conversation()))
-    visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro"])
+    visitor.call("import_conversation", [visitor.upload(crafted), "all", None, "pro", None])
     cid = visitor.call("session", [None]).data[0]["conversation_id"]
     db = sqlite3.connect(data_dir / "supportbot.sqlite3")
     db.execute("UPDATE conversations SET snapshot = ? WHERE id = ?", ('{"messages": "x"}', cid))
@@ -354,7 +354,7 @@ def test_a_share_link_to_a_damaged_row_opens_a_fresh_conversation(app, visitor, 
     db.close()
     other = Visitor(url)
     try:
-        out = other.call("page_load", ["all", None, "pro"], query=f"?c={cid}")
+        out = other.call("page_load", ["all", None, "pro", None], query=f"?c={cid}")
         assert out.ok and any("could not be opened" in w for w in out.warnings), out.warnings
         assert chat_contents(out.data[0]) == []
     finally:

@@ -180,7 +180,7 @@ def test_a_message_of_any_shape_is_read_safely(message):
 def test_panels_accept_any_mode_and_plan(playground, mode, plan):
     panels = playground.redraw(mode, hostile_session(None), plan)
     assert all(isinstance(m["content"], str) for m in panels[0])
-    assert isinstance(panels[4][0]["arguments"], str)  # the tool call's {"path": ...} shown as text
+    assert isinstance(panels[3][0]["arguments"], str)  # the tool call's {"path": ...} shown as text (all calls as JSON)
 
 
 @pytest.mark.parametrize("cid", [None, 7, {"path": "x"}, "<img src=x>", "x" * 1_000_000, "../../etc/passwd"])

@@ -226,7 +226,7 @@ def test_the_rewritten_rules_still_read_what_a_customer_writes():
     assert rules.category_of(["My package is late", "and the tracking says nothing"], []) == "order_status"
     assert rules.category_of("I cannot log in to my account", []) == "account"
     assert rules.status_of([{"role": "assistant", "content": "Done. Anything else I can help you with?"}], False) == (
-        "resolved"
+        "open"
     )
     assert rules.status_of([{"role": "assistant", "content": "Which order? Anything else?"}], False) == (
         "pending_customer"

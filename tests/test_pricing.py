@@ -79,15 +79,19 @@ def test_summary_by_hand(pricing):
     assert s.rows[1].token_costs["alpha"] == pytest.approx(0.00645)
     assert s.token_costs["alpha"] == pytest.approx(0.01065)
     assert s.ratio["alpha"] == pytest.approx(0.355)  # 0.01065 / 0.03
-    # beta: turn 1 = 0.004 + 0.0044 = 0.0084; turn 2 unknown, so the total is unknown and says why
+    # beta: turn 1 = 0.004 + 0.0044 = 0.0084; turn 2's m2 has no price and no equivalent: left out, and the
+    # total says it is partial (2 of 3 requests) rather than pretending the third was free.
     assert s.rows[0].token_costs["beta"] == pytest.approx(0.0084)
-    assert s.rows[1].token_costs["beta"] is None
-    assert s.token_costs["beta"] is None and s.ratio["beta"] is None
+    assert s.rows[1].token_costs["beta"] is None and s.rows[1].unpriced == {"beta": 1}
+    assert s.token_costs["beta"] == pytest.approx(0.0084) and s.ratio["beta"] == pytest.approx(0.28)
+    assert s.partial("beta") and not s.partial("alpha") and s.unpriced == {"alpha": 0, "beta": 1}
     assert s.missing == {"beta": ["m2"]}
-    assert s.why_missing("beta") == "No Beta Cloud price for m2, so its total is unknown."
+    assert s.why_missing("beta") == (
+        "Beta Cloud lists no price for m2 (nor an equivalent), so its total is partial: 2 of 3 requests."
+    )
     assert s.why_missing("alpha") is None
     assert s.over_cap == 1  # 12000 + 300 > 10000
-    assert json.loads(json.dumps(s.to_json()))["token_costs"]["beta"] is None
+    assert json.loads(json.dumps(s.to_json()))["unpriced"]["beta"] == 1
 
 
 def test_cumulative_series(pricing):
@@ -95,7 +99,35 @@ def test_cumulative_series(pricing):
     assert [turn for turn, _, _ in series] == [1, 2]
     assert series[0][1] == pytest.approx(0.02) and series[1][1] == pytest.approx(0.03)
     assert series[0][2]["alpha"] == pytest.approx(0.0042) and series[1][2]["alpha"] == pytest.approx(0.01065)
-    assert series[0][2]["beta"] == pytest.approx(0.0084) and series[1][2]["beta"] is None
+    # beta's line carries what it prices (partial after turn 2), never dropping to nothing
+    assert series[0][2]["beta"] == pytest.approx(0.0084) and series[1][2]["beta"] == pytest.approx(0.0084)
+
+
+def test_a_missing_model_is_priced_as_its_nearest_listed_equivalent(tmp_path):
+    doc = json.loads(json.dumps(DOC))
+    doc["equivalents"] = {
+        "_comment": "ignored",
+        "m2": {"like": ["m9", "m1"], "basis": "a model of m1's size", "source": "test", "as_of": "2026-01-01"},
+    }
+    doc["providers"]["alpha"]["models"]["m9"] = {"input": 7.0, "output": 7.0, **SRC}
+    pricing = load_pricing(write(tmp_path, doc))
+    # beta lacks m2 and m9: priced as m1 at beta (2.0 in, 4.0 out), marked as an estimate
+    quote = pricing.quote("beta", "m2")
+    assert quote is not None and quote.estimated and quote.via == "m1" and quote.basis == "a model of m1's size"
+    assert not pricing.quote("alpha", "m2").estimated  # alpha has its own m2 price
+    s = summarize(RECORDS, pricing, "basic")
+    # turn 2 at beta: 12000 x 2.0/1e6 + 300 x 4.0/1e6 = 0.024 + 0.0012 = 0.0252; total 0.0084 + 0.0252 = 0.0336
+    assert s.rows[1].token_costs["beta"] == pytest.approx(0.0252) and s.rows[1].estimated == {"beta": 1}
+    assert s.token_costs["beta"] == pytest.approx(0.0336) and not s.partial("beta")
+    assert s.estimates == {"beta": {"m2": "m1"}} and s.missing == {}
+
+
+def test_an_equivalent_nobody_prices_is_refused(tmp_path):
+    doc = json.loads(json.dumps(DOC))
+    doc["equivalents"] = {"m2": {"like": ["m7"], "basis": "b", "source": "s", "as_of": "2026-01-01"}}
+    with pytest.raises(CatalogError, match="equivalents.m2") as err:
+        load_pricing(write(tmp_path, doc))
+    assert "m7: no provider prices it" in str(err.value)
 
 
 def test_over_cap(pricing):
@@ -144,3 +176,8 @@ def test_shipped_file_covers_the_catalog():
         assert set(provider.models) == catalog_ids, key  # every model listed: a price or an explicit null
         for price in provider.models.values():
             assert price is None or (price.input > 0 and price.output > 0)  # unknown is null, never 0
+    # Every model has equivalents named, with a basis; the long-log and screenshot models are priced everywhere.
+    assert set(pricing.equivalents) == catalog_ids
+    for provider in pricing.providers:
+        for model in ("deepseek-v4-flash", "llama-4-maverick", "kimi-k2.6", "qwen-3-32b"):
+            assert pricing.quote(provider, model) is not None, (provider, model)

@@ -225,6 +225,7 @@ def test_a_session_saved_as_a_scenario_replays_and_passes(tmp_path: Path):
         "language": "en",
         "sentiment": "negative",
         "order_ids": ["48291"],
+        "customer": {"id": "C1001", "email": "maya.thompson@example.com"},  # the order's owner
     }
     escalation = [t for t in turns[3]["expect"]["tools"] if t["name"] == "escalate_to_human"][0]
     assert escalation["arguments"] == session.tool_calls[-2]["arguments"]

@@ -74,7 +74,7 @@ def test_a_conversation_started_on_one_replica_continues_on_the_other(replicas) 
     # ...and back on the first replica by its share link (?c=), both turns are there.
     page = Visitor(a)
     try:
-        out = page.call("page_load", ["all", None, "pro"], query=f"?c={second['conversation_id']}")
+        out = page.call("page_load", ["all", None, "pro", None], query=f"?c={second['conversation_id']}")
         assert out.ok and not out.warnings, (out.error, out.warnings)
         stored = page.call("session", [None]).data[0]
     finally:

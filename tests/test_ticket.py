@@ -93,12 +93,12 @@ def test_inline_article_conversation_escalates():
     assert any("ESC-1A2B3C" in step for step in t.next_steps)
 
 
-def test_first_message_alone_is_mild_and_pending():
+def test_first_message_alone_is_mild_and_open():
     t = build_inline(conversation_id=CONV, messages=ARTICLE_MESSAGES[:1], tool_calls=[], ticket_fields={})
     assert t.order_ids == ["48291"]
     assert t.category == "order_status"
     assert t.frustration == 1  # "worried", no anger
-    assert t.status == "pending_customer"  # no answer yet
+    assert t.status == "open"  # no answer yet: nothing decided
     assert t.escalation_ticket_id is None
 
 
@@ -127,7 +127,12 @@ def test_status_question_versus_courtesy_question():
     assert (
         build_inline(conversation_id=CONV, messages=asked, tool_calls=[], ticket_fields={}).status == "pending_customer"
     )
-    assert build_inline(conversation_id=CONV, messages=done, tool_calls=[], ticket_fields={}).status == "resolved"
+    # Answered, but nothing decided and the customer has not confirmed: still open.
+    assert build_inline(conversation_id=CONV, messages=done, tool_calls=[], ticket_fields={}).status == "open"
+    thanked = done + [{"role": "user", "content": "Great, thanks, that solves it"}, done[1]]
+    assert build_inline(conversation_id=CONV, messages=thanked, tool_calls=[], ticket_fields={}).status == "resolved"
+    not_yet = done + [{"role": "user", "content": "Thanks, but it still has not arrived"}, done[1]]
+    assert build_inline(conversation_id=CONV, messages=not_yet, tool_calls=[], ticket_fields={}).status == "open"
 
 
 def test_refund_customer_email_language_and_failed_tool():
@@ -161,7 +166,8 @@ def test_refund_customer_email_language_and_failed_tool():
     assert t.order_ids == ["48215"]
     assert t.language == "es"
     refund = t.actions_taken[1]
-    assert refund.ok is False and refund.outcome == "failed: order 48215 was already refunded"
+    assert refund.ok is False
+    assert refund.outcome == "Could not request a refund for order 48215: order 48215 was already refunded."
 
 
 @pytest.mark.parametrize(
@@ -206,7 +212,7 @@ def test_successful_refund_outcome():
     ]
     t = build_inline(conversation_id=CONV, messages=msgs, tool_calls=calls, ticket_fields={})
     assert t.category == "refund" and t.status == "resolved" and t.order_ids == ["48210"]
-    assert t.actions_taken[0].outcome == "refund for order 48210: approved (119.0 USD)"
+    assert t.actions_taken[0].outcome == "Refunded order 48210 in full (119.00 USD)."
     assert t.priority == "high"
 
 

@@ -259,6 +259,8 @@ def test_check_order_status_article_order_is_late(ctx: ToolContext, order_id: An
     assert status["order_id"] == "48291" and status["status"] == "delayed"
     assert status["is_late"] is True and status["days_late"] == 1
     assert status["carrier"] and status["tracking_number"] and status["items"]
+    # The order names its customer (assets/demo: 48291 is C1001's), so the ticket can too.
+    assert (status["customer_id"], status["customer_email"]) == ("C1001", "maya.thompson@example.com")
 
 
 def test_check_order_status_on_time_and_unknown(ctx: ToolContext) -> None:
@@ -330,6 +332,8 @@ def test_second_refund_of_the_same_order_is_denied(ctx: ToolContext) -> None:
     second = call("request_refund", {"order_id": "48256", "reason": "broken"}, ctx)
     assert (first.result["outcome"], second.result["outcome"]) == ("approved", "denied")
     assert "already refunded" in second.result["explanation"]
+    assert second.result["policy"]["rule"] == "already_refunded" and first.result["policy"]["rule"] == "in_window"
+    assert first.result["customer_id"] == ctx.store.get_order("48256")["customer_id"]
 
 
 def test_refund_of_unknown_order(ctx: ToolContext) -> None:
@@ -342,8 +346,16 @@ def test_refund_decision_follows_the_policy_file_values(store: Store, today: dat
     assert refund_decision(order, store.policy, today)[0] == "approved"
     strict = store.policy.model_copy(update={"refund_window_days": 10})
     assert isinstance(strict, Policy)
-    outcome, amount, explanation = refund_decision(order, strict, today)
+    outcome, amount, explanation, basis = refund_decision(order, strict, today)
     assert (outcome, amount) == ("denied", 0.0) and "10-day" in explanation
+    # The rule and its numbers, for an answer in another language: 26 days against the 10-day window.
+    assert basis == {
+        "rule": "outside_window",
+        "delivered_on": order["delivered_on"],
+        "age_days": 26,
+        "window_days": 10,
+        "warranty_months": store.policy.warranty_months,
+    }
     lenient = store.policy.model_copy(update={"lost_parcel_days_after_eta": 1})
     assert refund_decision(store.get_order("48291"), lenient, today)[0] == "approved"
 

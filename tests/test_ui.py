@@ -179,3 +179,15 @@ def test_a_bad_port_names_its_variable():
 def test_session_json_does_not_expose_server_paths(client: Client):
     session = turn(client, "look", [str(SAMPLES / "checkout-error.png")])
     assert "local_file" not in str(session) and "/tmp/" not in str(session["messages"])
+
+
+def test_chat_keeps_its_outputs_and_session_gains_ticket_changes(client: Client):
+    chat, tools, routes, meter, box = client.predict(
+        {"text": "Where is my order #48291?", "files": []}, api_name="/chat"
+    )
+    assert chat[0]["content"][0]["text"] == "Where is my order #48291?"
+    assert "check_order_status" in tools and "llama-3.3-70b" in routes and "Context" in meter
+    session = client.predict(api_name="/session")
+    status = next(c for c in session["ticket_changes"][0]["changes"] if c["field"] == "status")
+    assert session["ticket_changes"][0]["turn"] == 1 and status["after"] == session["ticket"]["status"]
+    assert session["ticket"]["customer"] == {"id": "C1001", "email": "maya.thompson@example.com"}

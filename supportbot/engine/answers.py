@@ -7,9 +7,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from supportbot.engine import spanish
 from supportbot.engine.facts import Facts
 
 MARKER = "_(offline demo engine)_"
+MARKERS = {"en": MARKER, "es": "_(motor de demostración sin conexión)_"}
 TEMPLATE_LANGUAGES = ("en", "es")
 
 T: dict[str, dict[str, str]] = {
@@ -19,8 +21,8 @@ T: dict[str, dict[str, str]] = {
     "eta": {"en": "expected delivery {eta}", "es": "entrega prevista el {eta}"},
     "delivered": {"en": "delivered on {date}", "es": "entregado el {date}"},
     "late": {
-        "en": "I'm sorry it is late ({days} day(s) past the estimated date).",
-        "es": "Lamento el retraso ({days} día(s) después de la fecha prevista).",
+        "en": "I'm sorry it is late ({days} past the estimated date).",
+        "es": "Lamento el retraso ({days} después de la fecha prevista).",
     },
     "refund_ok": {
         "en": "Your refund for order #{id} is **approved**: {amount}.",
@@ -30,7 +32,10 @@ T: dict[str, dict[str, str]] = {
         "en": "I could not approve a refund for order #{id}.",
         "es": "No he podido aprobar el reembolso del pedido #{id}.",
     },
-    "kb": {"en": "These help-centre articles should answer it:", "es": "Estos artículos de ayuda lo responden:"},
+    "kb": {
+        "en": "These help-centre articles should answer it:",
+        "es": "Estos artículos del centro de ayuda (en inglés) lo responden:",
+    },
     "kb_none": {
         "en": "I found no help-centre article for that. Could you rephrase, or shall I get a person?",
         "es": "No encontré ningún artículo de ayuda. ¿Puedes reformularlo, o prefieres que te atienda una persona?",
@@ -74,6 +79,12 @@ T: dict[str, dict[str, str]] = {
     "no_tool": {
         "en": "I can't {what} right now; a colleague will be able to help.",
         "es": "Ahora mismo no puedo {what}; una persona del equipo podrá ayudarte.",
+    },
+    "no_tools": {
+        "en": "I can't {what} in this turn: the model answering it ({model}) cannot use tools. "
+        "Choose Auto, or a model that can use tools, and ask again.",
+        "es": "No puedo {what} en este turno: el modelo que responde ({model}) no puede usar herramientas. "
+        "Elige Auto, o un modelo que use herramientas, y vuelve a preguntar.",
     },
     "other_language": {
         "en": "(I answer in English: the offline demo engine has templates in English and Spanish only.)",
@@ -156,9 +167,12 @@ def render_order(out: ToolOutcome, lang: str) -> str:
         details.append(t("eta", lang, eta=eta))
     text = line + (" " + ", ".join(details) if details else "") + "."
     if detail := _pick(r, "status_detail"):
-        text += f" {detail}"
+        # The carrier's note is English data: in Spanish, its translation or nothing.
+        detail = spanish.STATUS_DETAIL.get(str(detail)) if lang == "es" else detail
+        text += f" {detail}" if detail else ""
     if _pick(r, "is_late"):
-        text += " " + t("late", lang, days=_pick(r, "days_late") or "1")
+        late = _pick(r, "days_late") or 1
+        text += " " + t("late", lang, days=spanish.days(late) if lang == "es" else _days_en(late))
     return text
 
 
@@ -169,6 +183,8 @@ def render_refund(out: ToolOutcome, lang: str) -> str:
     outcome = str(_pick(r, "outcome", "status", "decision") or "").lower()
     approved = _pick(r, "approved") is True or outcome in ("approved", "accepted", "ok")
     reason = _pick(r, "explanation", "reason", "policy_reason", "message") or ""
+    if lang == "es":  # the explanation is English: say it again from the policy's facts
+        reason = spanish.refund_reason(_pick(r, "policy"), oid)
     if approved:
         amount = _pick(r, "amount")
         money = f"{amount} {_pick(r, 'currency') or ''}".strip() if amount is not None else "—"
@@ -191,7 +207,8 @@ def render_kb(out: ToolOutcome, lang: str) -> str:
         if not isinstance(art, dict):
             continue
         gist = str(_pick(art, "snippet", "summary", "gist", "content", "body") or "").replace("**", "")
-        gist = re.split(r"(?<=[.!?])\s", " ".join(gist.split()), maxsplit=1)[0][:160]
+        # The articles are English: a Spanish answer names them (marked "en inglés") without quoting them.
+        gist = "" if lang == "es" else re.split(r"(?<=[.!?])\s", " ".join(gist.split()), maxsplit=1)[0][:160]
         ident = _pick(art, "id", "article_id")
         lines.append(
             f"- **{_pick(art, 'title') or 'Article'}**"
@@ -235,6 +252,8 @@ def render_outcome(out: ToolOutcome, lang: str) -> str | None:
     if (error := _error_of(out.result)) is not None:
         if "not approved by a human" in error:  # a call a person declined: nothing to double-check
             return t("not_approved", lang, tool=out.name)
+        if lang == "es":
+            return spanish.tool_error(out.name, error) + " " + t("next_error", lang)
         return t("tool_error", lang, tool=out.name, error=error) + " " + t("next_error", lang)
     if out.name == "update_ticket":
         return None  # bookkeeping: the customer need not hear about it
@@ -245,21 +264,32 @@ def render_outcome(out: ToolOutcome, lang: str) -> str | None:
     return f"`{out.name}` → {shown}"
 
 
-def direct_reply(facts: Facts, offered: set[str], lang: str) -> str:
-    """The reply when no tool was called this turn (none needed, or none offered)."""
+def _days_en(n: Any) -> str:
+    return f"{n} day" if str(n) == "1" else f"{n} days"
+
+
+def direct_reply(facts: Facts, offered: set[str], lang: str, model: str | None = None) -> str:
+    """The reply when no tool was called this turn (none needed, or none offered). ``model`` is set when
+    the request offered no tools at all: the model answering cannot use them, and the reply says so."""
     parts: list[str] = []
+    missing: list[str] = []
     if facts.escalate:
         parts.append(t("sorry", lang))
     if facts.refund and not (facts.order_ids or facts.earlier_order_ids):
         parts.append(t("ask_order", lang))
     elif facts.refund and "request_refund" not in offered:
-        parts.append(t("no_tool", lang, what=WHAT["refund"].get(lang, WHAT["refund"]["en"])))
+        missing.append("refund")
     elif facts.order_ids and "check_order_status" not in offered:
-        parts.append(t("no_tool", lang, what=WHAT["orders"].get(lang, WHAT["orders"]["en"])))
+        missing.append("orders")
     if facts.policy and "search_knowledge_base" not in offered and not facts.refund:
-        parts.append(t("no_tool", lang, what=WHAT["kb"].get(lang, WHAT["kb"]["en"])))
+        missing.append("kb")
     if facts.escalate and "escalate_to_human" not in offered:
-        parts.append(t("no_tool", lang, what=WHAT["human"].get(lang, WHAT["human"]["en"])))
+        missing.append("human")
+    if missing and model:  # one sentence naming all it cannot do, and why
+        what = _and([WHAT[m].get(lang, WHAT[m]["en"]) for m in missing], lang)
+        parts.append(t("no_tools", lang, what=what, model=model))
+    else:
+        parts += [t("no_tool", lang, what=WHAT[m].get(lang, WHAT[m]["en"])) for m in missing]
     if not parts and not facts.logs and not facts.images:
         parts.append(
             t("greeting", lang) if facts.greeting else t("thanks", lang) if facts.positive else t("fallback", lang)
@@ -267,9 +297,15 @@ def direct_reply(facts: Facts, offered: set[str], lang: str) -> str:
     return "\n\n".join(parts)
 
 
+def _and(items: list[str], lang: str) -> str:
+    """'a', 'a and b', 'a, b and c' (y in Spanish)."""
+    word = " y " if lang == "es" else " and "
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + word + items[-1]
+
+
 def finish(parts: list[str], lang: str) -> str:
-    """Join the answer's paragraphs, add the language note and the unobtrusive marker."""
+    """Join the answer's paragraphs, add the language note and the unobtrusive marker (in the answer's language)."""
     body = "\n\n".join(p for p in parts if p)
     if lang not in TEMPLATE_LANGUAGES:
         body += "\n\n" + T["other_language"]["en"]
-    return f"{body}\n\n{MARKER}"
+    return f"{body}\n\n{MARKERS.get(lang, MARKER)}"

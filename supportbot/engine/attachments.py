@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import struct
 
 from PIL import Image, UnidentifiedImageError
 
-from supportbot.engine.logreader import read_log, render
+from supportbot.engine.logreader import advice_for, read_log, render
 from supportbot.vocabulary import find_fenced_logs
 
 # Far below Pillow's own bomb limit: we only read the header, but never decode huge images.
@@ -67,7 +68,31 @@ def find_logs(text: str) -> list[tuple[str, str]]:
     return find_fenced_logs(text)
 
 
-def analyse_log(filename: str, text: str, cut_off_after: int | None = None) -> str:
+def analyse_log(filename: str, text: str, cut_off_after: int | None = None, language: str = "en") -> str:
     """A deterministic reading of one pasted log: counts, the main error, when and how often, a next step;
     ``cut_off_after`` (lines) when the file ended early."""
-    return render(filename, read_log(text), cut_off_after=cut_off_after)
+    return render(filename, read_log(text), cut_off_after=cut_off_after, language=language)
+
+
+ANALYSIS_SUFFIX = " (analysis)"
+_CODE_SPAN = re.compile(r"`([^`\n]{1,300})`")
+
+
+def recall_log(filename: str, text: str, language: str = "en") -> str:
+    """The answer to a question about a log sent in an earlier turn: read again when the request carries
+    it whole, else from the analysis that stands in for it (its most frequent error first)."""
+    if not filename.endswith(ANALYSIS_SUFFIX):
+        return analyse_log(filename, text, None, language)
+    name = filename.removesuffix(ANALYSIS_SUFFIX)
+    es = language == "es"
+    lead = (
+        f"Según el análisis del registro que enviaste antes (**{name}**):"
+        if es
+        else f"From the analysis of the log you sent earlier (**{name}**):"
+    )
+    found = _CODE_SPAN.search(text)
+    advice = advice_for(found.group(1), language) if found else None
+    out = [lead, text.strip()]
+    if advice:
+        out.append(f"**{'Siguiente paso sugerido' if es else 'Suggestion (next step)'}:** {advice}.")
+    return "\n\n".join(out)

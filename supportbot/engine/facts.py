@@ -150,6 +150,26 @@ HUMAN = (
     "encargado",
 )
 POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "love", "gracias", "genial", "perfecto")
+# A question about what went wrong: after a log was sent, it is about that log.
+FAILURE_WORDS = (
+    "fail",
+    "error",
+    "wrong",
+    "broken",
+    "crash",
+    "why",
+    "going on",
+    "happening",
+    "cause",
+    "issue",
+    "problem",
+    "falla",
+    "fallo",
+    "error",
+    "por qué",
+    "problema",
+    "pasa",
+)
 GREETING = ("hello", "hi", "hey", "good morning", "good afternoon", "hola", "buenos días", "buenas")
 
 
@@ -173,6 +193,9 @@ class Facts:
     images: list[str] = field(default_factory=list)  # image URLs
     logs: list[tuple[str, str]] = field(default_factory=list)  # (filename, text)
     cut_off: dict[str, int] = field(default_factory=dict)  # filename -> lines, for logs that ended early
+    # Logs (or their analyses) sent in earlier turns that this message asks about: (filename, text).
+    earlier_logs: list[tuple[str, str]] = field(default_factory=list)
+    asks_failure: bool = False  # the message asks what went wrong
 
     @property
     def escalate(self) -> bool:
@@ -197,7 +220,7 @@ class Facts:
         lowered = self.text[:SCAN_CHARS].lower()
         if self.refund:
             return "refund"
-        if self.logs or self.images:
+        if self.logs or self.images or self.earlier_logs:
             return "technical"
         if self.order_ids or self.earlier_order_ids:
             return "order_status"
@@ -255,6 +278,7 @@ def analyse_turn(content: Any, earlier_user_texts: list[str] | None = None, logs
     strong = sum((_has(words, ANGRY), "!!" in text, _all_caps_words(text) >= 2))
     facts.frustration = min(3, 3 if facts.legal else (strong + 1 if strong else int(_has(words, MILD))))
     facts.positive = _has(words, POSITIVE)
+    facts.asks_failure = _has(words, FAILURE_WORDS)
     facts.greeting = _has(words, GREETING) and len(text.split(maxsplit=6)) <= 6
     return facts
 
@@ -267,9 +291,9 @@ def summary(facts: Facts) -> str:
         parts.append("refund request" + (f" for order {', '.join('#' + i for i in ids)}" if ids else ""))
     elif facts.order_ids:
         parts.append("order status for " + ", ".join("#" + i for i in facts.order_ids))
-    if facts.policy and not facts.refund:
+    if facts.policy and not facts.refund and not (facts.logs or facts.earlier_logs):
         parts.append("policy or how-to question")
-    if facts.logs:
+    if facts.logs or facts.earlier_logs:
         parts.append("log analysis")
     if facts.images:
         parts.append("screenshot attached")
@@ -297,13 +321,15 @@ def ticket_hints(facts: Facts, results: Mapping[str, Any] | None = None) -> dict
         steps.append("Human agent follows up on the escalation")
     if facts.order_ids and not facts.refund:
         steps.append("Share tracking details and watch the delivery date")
-    if facts.policy:
+    if facts.logs or facts.earlier_logs:
+        steps.append("Check the failing dependency the log analysis names")
+    elif facts.policy:
         steps.append("Point the customer to the knowledge-base article")
     if not steps:
         steps.append("Wait for the customer's reply")
     email, customer_id = (facts.emails or [None])[0], (facts.customer_ids or [None])[0]
     customer = {"id": customer_id, "email": email, "text": email or customer_id} if email or customer_id else None
-    status = "escalated" if escalated else results.get("status") or "pending_customer"
+    status = "escalated" if escalated else results.get("status") or "open"
     hints = {
         "category": facts.category,
         "intent_summary": summary(facts),

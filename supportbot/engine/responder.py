@@ -14,7 +14,7 @@ from typing import Any
 
 from supportbot.engine import answers
 from supportbot.engine.answers import ToolOutcome
-from supportbot.engine.attachments import analyse_log, describe_image, find_logs
+from supportbot.engine.attachments import analyse_log, describe_image, find_logs, recall_log
 from supportbot.engine.completions import ToolCall
 from supportbot.engine.facts import Facts, analyse_turn, ticket_hints
 from supportbot.engine.schema_fill import fill_schema
@@ -51,6 +51,10 @@ def read_turn(messages: Sequence[Mapping[str, Any]]) -> Turn:
     logs = find_logs(text) if "```" in text else []
     facts = analyse_turn(content, earlier, logs)
     facts.cut_off = find_cut_off_notes(text) if logs else {}
+    if not logs and facts.asks_failure and not (facts.order_ids or facts.refund or facts.escalate):
+        # "Why do payments fail?" after a log was sent: the question is about that log (the request
+        # carries it again, or its analysis).
+        facts.earlier_logs = [log for t in earlier if "```" in t for log in find_logs(t)][-1:]
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     outcomes: list[ToolOutcome] = []
     for msg in messages[last_user + 1 :]:
@@ -96,7 +100,8 @@ def plan_calls(facts: Facts, offered: Mapping[str, Mapping[str, Any]]) -> list[T
         wanted.append(("lookup_customer", {"email": email}))
     if not facts.emails:
         wanted += [("lookup_customer", {"customer_id": cid}) for cid in facts.customer_ids[:1]]
-    if facts.policy and not facts.refund:
+    # A question about an attached log is answered from the log, not from help articles.
+    if facts.policy and not facts.refund and not facts.logs and not facts.earlier_logs:
         wanted.append(("search_knowledge_base", {"query": " ".join(facts.text.split())[:200], "top_k": 3}))
     if facts.escalate:
         reason = (
@@ -144,21 +149,24 @@ def _fallback_args(facts: Facts) -> dict[str, Any]:
     return {**ticket_hints(facts), "query": query, "top_k": 3, "reason": query}
 
 
-def compose(turn: Turn, offered: set[str]) -> str:
-    """The final text answer: tool results first, then attachments, in the customer's language."""
+def compose(turn: Turn, offered: set[str], model: str | None = None) -> str:
+    """The final text answer: tool results first, then attachments, in the customer's language. ``model`` is
+    named when the request offered no tools at all (the model cannot use them)."""
     facts, lang = turn.facts, turn.facts.language
     parts: list[str] = []
     for outcome in turn.outcomes:
         if (paragraph := answers.render_outcome(outcome, lang)) is not None:
             parts.append(paragraph)
-    attached = bool(facts.images or facts.logs)
+    attached = bool(facts.images or facts.logs or facts.earlier_logs)
     # With an attachment the answer is about it; a "can't look that up" line would only confuse.
     if not attached and (not turn.outcomes or all(o.name == "update_ticket" for o in turn.outcomes)):
-        parts.append(answers.direct_reply(facts, offered if not turn.outcomes else set(), lang))
+        parts.append(answers.direct_reply(facts, offered if not turn.outcomes else set(), lang, model))
     for url in facts.images:
         parts.append(describe_image(url, lang))
     for filename, text in facts.logs:
-        parts.append(analyse_log(filename, text, facts.cut_off.get(filename)))
+        parts.append(analyse_log(filename, text, facts.cut_off.get(filename), lang))
+    for filename, text in facts.earlier_logs:
+        parts.append(recall_log(filename, text, lang))
     return answers.finish(parts, lang)
 
 
@@ -176,4 +184,6 @@ def respond(body: Mapping[str, Any]) -> Reply:
         calls = apply_tool_choice(calls, choice, turn.facts, offered)
         if calls:
             return Reply(None, calls)
-    return Reply(compose(turn, set(offered)))
+    # No tools in the request at all: the model was chosen without them, and the answer says so.
+    toolless = str(body.get("model")) if not body.get("tools") else None
+    return Reply(compose(turn, set(offered), toolless))

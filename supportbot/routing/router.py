@@ -196,7 +196,9 @@ def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: s
         RouteDecision(
             chosen.id,
             chosen.categories[0],
-            f"You chose {chosen.name}, and it can take this turn.",
+            f"You chose {chosen.name}, and it can take this turn."
+            if chosen.capabilities.tools
+            else f"You chose {chosen.name}.",
             tuple(dict.fromkeys(fallbacks)),
             None,
             need,
@@ -207,8 +209,17 @@ def route(facts: TurnFacts, catalog: Catalog, policy: RoutingPolicy, selected: s
     )
 
 
+NO_TOOLS_NOTE = (
+    "It cannot use tools, so this turn is answered without looking anything up "
+    "(no order lookups, refunds, help-centre search or hand-off)."
+)
+
+
 def _warned(catalog: Catalog, chosen: ModelInfo, d: RouteDecision) -> RouteDecision:
-    """``d`` with a visible warning when the plan or the service may refuse the user's choice."""
+    """``d`` with a visible warning when the plan or the service may refuse the user's choice, and a note when
+    the chosen model cannot use tools (the answer says the same)."""
+    if not chosen.capabilities.tools:
+        d = replace(d, reason=f"{d.reason} {NO_TOOLS_NOTE}")
     if catalog.on_plan(chosen) is False:
         plan = catalog.plan.title() if catalog.plan else "your plan"
         warning = f"{chosen.name} needs the {chosen.tier_label} tier and your plan is {plan}: the service may refuse it"

@@ -108,6 +108,7 @@ def snapshot(session: Session) -> dict[str, Any]:
         "ticket": session.ticket,
         "ticket_fields": session.ticket_fields,
         "ticket_error": session.ticket_error,
+        "ticket_changes": session.ticket_changes,
         "forked_from": session.forked_from,
         "turn": session.turn,
         "pending_call": session.pending_call,
@@ -135,6 +136,7 @@ def _imported(data: dict[str, Any]) -> Session:
         ticket=fields["ticket"],
         ticket_fields=fields["ticket_fields"],
         ticket_error=snap.ticket_error,
+        ticket_changes=fields.get("ticket_changes", []),
         turn=max([snap.turn, *(m["turn"] for m in messages)]),
     )
 

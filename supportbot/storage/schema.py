@@ -227,6 +227,23 @@ class TicketFields(_Record):
     next_steps: list[Annotated[str, Field(max_length=300)]] | None = Field(None, max_length=10)
 
 
+class TicketChange(_Record):
+    """One field a turn changed in the ticket: a value's before and after, or a list's added and removed items."""
+
+    field: Name
+    before: PlainJson = None
+    after: PlainJson = None
+    added: Annotated[list[PlainJson], _at_most(200, "items")] | None = None
+    removed: Annotated[list[PlainJson], _at_most(200, "items")] | None = None
+
+
+class TicketTurn(_Record):
+    """What one turn changed in the ticket."""
+
+    turn: Turn
+    changes: Annotated[list[TicketChange], _at_most(50, "changes")] = Field(default_factory=list)
+
+
 def _ticket(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     """Empty (no ticket yet) or a complete :class:`Ticket`, normalised."""
     if not value:
@@ -249,6 +266,7 @@ class Snapshot(BaseModel):
     ticket: Annotated[dict[str, Any], AfterValidator(_ticket)] = Field(default_factory=dict)
     ticket_fields: TicketFields = Field(default_factory=TicketFields)
     ticket_error: Line | None = None
+    ticket_changes: Annotated[list[TicketTurn], _at_most(MAX_RECORDS, "ticket changes")] = Field(default_factory=list)
     turn: Turn = 0
     pending_call: Annotated[PendingCall | None, AfterValidator(_stored_only)] = None
 
@@ -300,6 +318,7 @@ def stored_session(data: Any, conversation_id: str) -> Session:
         ticket=data.get("ticket", {}),
         ticket_fields=data.get("ticket_fields", {}),
         ticket_error=data.get("ticket_error"),
+        ticket_changes=data.get("ticket_changes", []),
         forked_from=forked if isinstance(forked, str) else None,
         turn=data.get("turn", 0),
         pending_call=data.get("pending_call"),

@@ -63,8 +63,11 @@ def extraction_messages(
         "Reply with a single JSON object and nothing else.",
         f"Use ticket_id {ticket_id_for(conversation_id)!r}.",
         "Order ids are digits only. frustration is 0 (none) to 3 (high).",
-        "status is escalated when escalate_to_human succeeded, pending_customer when the agent's last reply asks "
-        "the customer something, else resolved.",
+        "status is escalated when escalate_to_human succeeded; resolved when the customer's last message confirms "
+        "the matter is settled or a refund was approved; pending_customer when the agent's last reply asks the "
+        "customer something, a refund was refused or the order is late; else open.",
+        "actions_taken has one entry per tool call made for the customer (not update_ticket), its outcome one "
+        "sentence.",
     ]
     if schema_in_prompt:
         system += ["The object must match this JSON schema exactly:", json.dumps(ticket_json_schema())]

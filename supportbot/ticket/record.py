@@ -33,7 +33,7 @@ class Customer(BaseModel):
     """Who the ticket is about, as far as we know."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(None, description="Customer id from lookup_customer, e.g. C1001")
+    id: str | None = Field(None, description="Customer id from lookup_customer or the order, e.g. C1001")
     email: str | None = Field(None, description="Customer email address")
 
 
@@ -43,7 +43,7 @@ class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tool: str = Field(description="Tool name, e.g. check_order_status")
     ok: bool = Field(description="Whether the tool succeeded")
-    outcome: str = Field(description="One line: what the tool found or did")
+    outcome: str = Field(description="One sentence: what the tool found or did")
 
 
 class Ticket(BaseModel):
@@ -51,7 +51,7 @@ class Ticket(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     ticket_id: str = Field(description="Ticket id, e.g. TCK-1A2B3C4D")
-    customer: Customer | None = Field(description="The customer, when known")
+    customer: Customer | None = Field(description="The customer (looked up, or the order's owner), when known")
     order_ids: list[str] = Field(description="Order numbers mentioned or looked up, digits only")
     category: Category = Field(description="What the request is about")
     intent_summary: str = Field(description="One sentence: what the customer wants")
@@ -59,8 +59,12 @@ class Ticket(BaseModel):
     frustration: Literal[0, 1, 2, 3] = Field(description="0 none, 1 mild, 2 clear, 3 high")
     priority: Priority = Field(description="How soon a person should look at it")
     language: str = Field(description="ISO 639-1 code of the customer's language, e.g. en")
-    actions_taken: list[Action] = Field(description="Tool calls made, in order")
-    status: Status = Field(description="escalated if handed to a human; pending_customer if we asked a question")
+    actions_taken: list[Action] = Field(description="Tool calls made for the customer, in order (not update_ticket)")
+    status: Status = Field(
+        description="open until something is decided; pending_customer while waiting on the customer (a question "
+        "asked, a refund refused, a late parcel); escalated if handed to a human; resolved when the customer "
+        "confirms or an action settles it"
+    )
     escalation_ticket_id: str | None = Field(description="Id returned by escalate_to_human, e.g. ESC-1A2B3C")
     next_steps: list[str] = Field(description="What happens next, short imperative items")
 
@@ -121,27 +125,71 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return {}
 
 
+def _first_clause(text: Any, limit: int = 160) -> str:
+    """The first sentence of a tool's explanation, bounded: an action reads as one line."""
+    line = str(text or "").strip().split("\n", 1)[0]
+    cut = line.find(". ")
+    line = line[: cut + 1] if 0 < cut < limit else line
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _days(n: Any) -> str:
+    return f"{n} day" if str(n) == "1" else f"{n} days"
+
+
 def _outcome(name: str, args: dict[str, Any], result: dict[str, Any], call: Mapping[str, Any]) -> str:
-    if not call.get("ok", True):
-        return f"failed: {call.get('error') or 'unknown error'}".splitlines()[0][:200]
+    """One sentence a person reads in the ticket: what the call found or did."""
     oid = result.get("order_id") or result.get("id") or args.get("order_id")
+    if not call.get("ok", True):
+        error = _first_clause(call.get("error") or "unknown error", 200)
+        what = {
+            "check_order_status": f"Could not check order {oid}",
+            "request_refund": f"Could not request a refund for order {oid}",
+            "lookup_customer": "Could not find the customer",
+            "escalate_to_human": "Could not escalate to a person",
+            "search_knowledge_base": "Could not search the help centre",
+        }.get(name, f"{name} failed")
+        return f"{what}: {error.rstrip('.')}."
     if name == "check_order_status":
-        bits = [str(result.get(k)) for k in ("status", "carrier") if result.get(k)]
-        return f"order {oid}: {', '.join(bits) or 'found'}"
+        status = str(result.get("status") or "found").replace("_", " ")
+        bits = [status + (f" with {result['carrier']}" if result.get("carrier") else "")]
+        if result.get("is_late") and result.get("days_late"):
+            bits.append(f"{_days(result['days_late'])} late")
+        if result.get("delivered_on"):
+            bits.append(f"delivered on {result['delivered_on']}")
+        elif result.get("eta"):
+            bits.append(f"expected {result['eta']}")
+        return f"Checked order {oid}: {', '.join(bits)}."
     if name == "request_refund":
-        state = result.get("outcome") or result.get("status") or "requested"
+        state = str(result.get("outcome") or result.get("status") or "requested").lower()
         amount = result.get("amount")
-        return f"refund for order {oid}: {state}" + (
-            f" ({amount} {result.get('currency', '')})".rstrip() if amount else ""
-        )
+        shown = f"{amount:.2f}" if isinstance(amount, int | float) else str(amount)
+        money = f" ({shown} {result.get('currency') or ''}".rstrip() + ")" if amount else ""
+        if state == "approved":
+            return f"Refunded order {oid} in full{money}."
+        reason = _first_clause(result.get("explanation"))
+        verdict = "refused" if state == "denied" else state
+        return f"Refund for order {oid} {verdict}" + (f": {reason}" if reason else ".")
     if name == "escalate_to_human":
         pos = result.get("queue_position")
-        return f"escalated as {result.get('ticket_id')}" + (f" (queue position {pos})" if pos is not None else "")
+        return f"Escalated to a person as {result.get('ticket_id')}" + (
+            f" (queue position {pos})." if pos is not None else "."
+        )
     if name == "lookup_customer":
         found = result.get("customer") if isinstance(result.get("customer"), dict) else result
-        return f"customer {found.get('id') or found.get('customer_id') or 'found'}"
-    summary = json.dumps(result or call.get("result"), ensure_ascii=False, default=str)
-    return summary if len(summary) <= 160 else summary[:159] + "…"
+        who = found.get("id") or found.get("customer_id") or "the customer"
+        return f"Looked up customer {who}" + (f" ({found['email']})." if found.get("email") else ".")
+    if name == "search_knowledge_base":
+        hits = [a for a in result.get("results") or () if isinstance(a, dict)]
+        if not hits:
+            return "Searched the help centre: no article matched."
+        titles = "; ".join(f"{a.get('id')} {a.get('title')}".strip() for a in hits[:3])
+        return f"Searched the help centre: {len(hits)} article{'s' if len(hits) != 1 else ''} ({titles})."
+    return f"Called {name}."
+
+
+# Bookkeeping calls the agent makes for the ticket itself, not actions for the customer.
+_NOT_ACTIONS = frozenset({"update_ticket"})
 
 
 @dataclass
@@ -151,33 +199,60 @@ class _Facts:
     escalation_id: str | None = None
     actions: list[Action] = field(default_factory=list)
     tool_names: list[str] = field(default_factory=list)
+    # What the latest turn's calls decided: "resolved" (a refund approved), "pending" (a refund refused,
+    # a late parcel), or None; with the order it concerns and why, for the next steps.
+    decided: str | None = None
+    decided_about: str = ""
+    decided_by: str = ""
+
+
+def _customer_of(name: str, args: dict[str, Any], result: dict[str, Any]) -> Customer | None:
+    """Who a successful call names: the customer looked up, or the one an order belongs to."""
+    if name == "lookup_customer":
+        found = result.get("customer") if isinstance(result.get("customer"), dict) else result
+        cid = found.get("id") or found.get("customer_id") or args.get("customer_id")
+        email = found.get("email") or args.get("email")
+    elif name in ("check_order_status", "request_refund"):
+        cid, email = result.get("customer_id"), result.get("customer_email")
+    else:
+        return None
+    if not (cid or email):
+        return None
+    return Customer(id=str(cid) if cid else None, email=str(email) if email else None)
+
+
+def _decision(name: str, result: dict[str, Any]) -> str | None:
+    if name == "request_refund":
+        state = str(result.get("outcome") or "").lower()
+        return "resolved" if state == "approved" else "pending" if state == "denied" else None
+    if name == "check_order_status" and (result.get("is_late") or result.get("status") == "delayed"):
+        return "pending"
+    return None
 
 
 def tool_facts(tool_calls: list[dict[str, Any]]) -> _Facts:
+    """What the tool calls establish: orders, the customer, an escalation, the actions as sentences, and
+    what the latest turn's calls decided."""
     facts = _Facts()
+    last_turn = max((c.get("turn", 0) for c in tool_calls if isinstance(c.get("turn", 0), int)), default=0)
     for call in tool_calls:
         name = str(call.get("name", ""))
         args, result = _as_dict(call.get("arguments")), _as_dict(call.get("result"))
+        ok = bool(call.get("ok", True))
         facts.tool_names.append(name)
-        facts.actions.append(
-            Action(tool=name, ok=bool(call.get("ok", True)), outcome=_outcome(name, args, result, call))
-        )
+        if name not in _NOT_ACTIONS:
+            facts.actions.append(Action(tool=name, ok=ok, outcome=_outcome(name, args, result, call)))
         if name in ("check_order_status", "request_refund"):
-            for oid in (
-                args.get("order_id"),
-                result.get("order_id"),
-                result.get("id") if call.get("ok", True) else None,
-            ):
+            for oid in (args.get("order_id"), result.get("order_id"), result.get("id") if ok else None):
                 if oid and str(oid).lstrip("#") not in facts.order_ids:
                     facts.order_ids.append(str(oid).lstrip("#"))
-        if name == "lookup_customer" and call.get("ok", True):
-            found = result.get("customer") if isinstance(result.get("customer"), dict) else result
-            cid = found.get("id") or found.get("customer_id") or args.get("customer_id")
-            email = found.get("email") or args.get("email")
-            if cid or email:
-                facts.customer = Customer(id=str(cid) if cid else None, email=str(email) if email else None)
-        if name == "escalate_to_human" and call.get("ok", True) and result.get("ticket_id"):
+        if ok and (customer := _customer_of(name, args, result)) is not None:
+            facts.customer = customer
+        if name == "escalate_to_human" and ok and result.get("ticket_id"):
             facts.escalation_id = str(result["ticket_id"])
+        if ok and call.get("turn", 0) == last_turn and (decided := _decision(name, result)) is not None:
+            facts.decided, facts.decided_by = decided, name
+            facts.decided_about = str(result.get("order_id") or args.get("order_id") or "").lstrip("#")
     return facts
 
 
@@ -203,12 +278,42 @@ def apply_facts(ticket: Ticket, facts: _Facts, conversation_id: str, previous: T
         "ticket_id": previous.ticket_id if previous else ticket_id_for(conversation_id),
         "order_ids": _merge_unique(prev_orders, facts.order_ids, [o.lstrip("#") for o in ticket.order_ids]),
         "customer": customer,
-        "actions_taken": _merge_unique(previous.actions_taken if previous else [], facts.actions),
+        # Every call is in the session's tool calls, so they are the whole record; an earlier ticket's list
+        # is kept only when there are none (its bookkeeping entries dropped).
+        "actions_taken": facts.actions
+        or [a for a in (previous.actions_taken if previous else []) if a.tool not in _NOT_ACTIONS],
         "escalation_ticket_id": escalation,
     }
     if escalation:
         update["status"] = "escalated"
     return ticket.model_copy(update=update)
+
+
+# ---------------------------------------------------------------- what a turn changed
+
+_LIST_FIELDS = ("order_ids", "actions_taken", "next_steps")
+
+
+def ticket_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What changed from ``before`` to ``after`` (ticket dicts), field by field in the schema's order:
+    ``{"field", "before", "after"}``, or for lists ``{"field", "added", "removed"}`` (only the items that differ,
+    so a long conversation's action list is not copied every turn)."""
+    out: list[dict[str, Any]] = []
+    for name in Ticket.model_fields:
+        old, new = before.get(name), after.get(name)
+        if old == new or name == "ticket_id":
+            continue
+        if name in _LIST_FIELDS and isinstance(new, list):
+            old_list = old if isinstance(old, list) else []
+            old_keys = {json.dumps(x, sort_keys=True, default=str) for x in old_list}
+            new_keys = {json.dumps(x, sort_keys=True, default=str) for x in new}
+            added = [x for x in new if json.dumps(x, sort_keys=True, default=str) not in old_keys]
+            removed = [x for x in old_list if json.dumps(x, sort_keys=True, default=str) not in new_keys]
+            if added or removed:
+                out.append({"field": name, "added": added, "removed": removed})
+        else:
+            out.append({"field": name, "before": old, "after": new})
+    return out
 
 
 # ---------------------------------------------------------------- inline mode
@@ -233,7 +338,7 @@ def build_inline(
     frustration = frustration_of(messages)
     category = category_of(users, facts.tool_names)
     escalated = facts.escalation_id is not None or bool(previous and previous.escalation_ticket_id)
-    status = status_of(messages, escalated)
+    status = status_of(messages, escalated, facts.decided)
     heur: dict[str, Any] = {
         "ticket_id": ticket_id_for(conversation_id),
         "customer": Customer(id=None, email=emails[-1]) if emails else None,
@@ -260,8 +365,15 @@ def build_inline(
 
 
 def _next_steps(status: str, facts: _Facts) -> list[str]:
+    order = f"order #{facts.decided_about}" if facts.decided_about else "the order"
     if status == "escalated":
         return [f"A human agent picks up {facts.escalation_id or 'the escalation'}"]
+    if status == "pending_customer" and facts.decided == "pending":
+        if facts.decided_by == "request_refund":
+            return [f"Wait for the customer: the refund for {order} was refused under the policy"]
+        return [f"Follow {order} until it is delivered, and tell the customer if it is still late"]
     if status == "pending_customer":
         return ["Wait for the customer's reply"]
+    if status == "open":
+        return ["Wait for the customer to confirm the answer solved it"]
     return []

@@ -90,6 +90,44 @@ _MILD = (
 _HUMAN = ("human", "real person", "manager", "supervisor", "agent")
 _POSITIVE = ("thank", "thanks", "great", "perfect", "awesome", "appreciate", "excellent", "wonderful")
 _URGENT = ("urgent", "asap", "emergency", "immediately")
+# A customer saying the matter is settled, and words that say it is not (whatever else they say).
+_CONFIRM = (
+    "thanks",
+    "thank you",
+    "thank",
+    "solved",
+    "resolved",
+    "that helps",
+    "that works",
+    "works now",
+    "got it",
+    "all good",
+    "perfect",
+    "great",
+    "gracias",
+    "resuelto",
+    "perfecto",
+    "genial",
+)
+_STILL_WRONG = (
+    "not",
+    "still",
+    "but",
+    "again",
+    "though",
+    "never",
+    "didn't",
+    "doesn't",
+    "isn't",
+    "hasn't",
+    "haven't",
+    "won't",
+    "can't",
+    "todavía",
+    "aún",
+    "pero",
+    "sigue",
+)
 # Courtesy questions ("anything else I can help you with?") do not leave the ticket pending.
 _COURTESY = ("anything else", "something else", "help you with", "further questions", "other questions")
 # Words of 3+ capitals; the look-behind after the first letter (a word start) lets the engine skip to capitals.
@@ -154,14 +192,37 @@ def category_of(user_text: str | list[str], tool_names: list[str]) -> Category:
     return best if scores[best] else "other"  # type: ignore[return-value]
 
 
-def status_of(messages: list[dict[str, Any]], escalated: bool) -> Status:
-    """escalated; pending_customer if the last answer asks a question (or is missing); else resolved."""
+def status_of(messages: list[dict[str, Any]], escalated: bool, decided: str | None = None) -> Status:
+    """Where the ticket stands after the conversation so far.
+
+    escalated once a person has it; resolved when the customer's latest message confirms it is solved;
+    pending_customer when the last answer asks something; otherwise what the latest turn's tools decided
+    (``decided``: "resolved" for an approved refund, "pending" for a refused refund or a late parcel);
+    open when nothing is decided yet (no answer, or an answer the customer has not confirmed)."""
     if escalated:
         return "escalated"
     last = next((m for m in reversed(messages) if m.get("role") in ("user", "assistant")), None)
     if last is None or last.get("role") != "assistant" or not content_text(last.get("content")).strip():
-        return "pending_customer"  # no answer yet: nothing was resolved
-    return "pending_customer" if asks_question(content_text(last.get("content"))) else "resolved"
+        return "open"  # no answer yet: nothing was decided
+    texts = user_texts(messages)
+    if texts and confirms(texts[-1]):
+        return "resolved"
+    if asks_question(content_text(last.get("content"))):
+        return "pending_customer"
+    if decided == "resolved":
+        return "resolved"
+    if decided == "pending":
+        return "pending_customer"
+    return "open"
+
+
+def confirms(text: str) -> bool:
+    """True when a customer's message (its first ``SCAN_CHARS`` characters) says the matter is settled:
+    thanks or "that solves it", with no new question and nothing still wrong."""
+    words = words_of(text)
+    if "?" in text[:SCAN_CHARS] or find_phrases(words, _STILL_WRONG):
+        return False
+    return bool(find_phrases(words, _CONFIRM))
 
 
 def asks_question(answer: str) -> bool:

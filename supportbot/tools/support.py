@@ -65,7 +65,13 @@ def check_order_status(ctx: ToolContext, order_id: OrderId) -> dict[str, Any]:
         "total",
         "currency",
     )
-    return {"order_id": order["id"], **{k: order[k] for k in keys}, "is_late": late > 0, "days_late": late}
+    return {
+        "order_id": order["id"],
+        **{k: order[k] for k in keys},
+        "is_late": late > 0,
+        "days_late": late,
+        **_owner(ctx.store, order),
+    }
 
 
 @tool
@@ -102,12 +108,21 @@ def search_knowledge_base(
     return {"results": results}
 
 
-def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple[str, float, str]:
-    """Apply the refund policy to an order: ``(outcome, amount, explanation)``."""
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple[str, float, str, dict[str, Any]]:
+    """Apply the refund policy to an order: ``(outcome, amount, explanation, basis)``.
+
+    ``basis`` names the policy rule that decided (``rule``) and the dates and counts it used, so an
+    answer in another language can say the same thing without parsing the English explanation."""
     oid, status, total = order["id"], order["status"], order["total"]
     if status == "refunded":
-        return "denied", 0.0, f"Order #{oid} was already refunded on {order['refunded_on']}."
+        basis = {"rule": "already_refunded", "refunded_on": order["refunded_on"]}
+        return "denied", 0.0, f"Order #{oid} was already refunded on {order['refunded_on']}.", basis
     if status == "cancelled":
+        basis = {"rule": "cancelled", "cancelled_on": order["cancelled_on"]}
         return (
             "denied",
             0.0,
@@ -115,6 +130,7 @@ def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple
                 f"Order #{oid} was cancelled on {order['cancelled_on']} and never charged; "
                 "any pending authorisation drops off within a few days."
             ),
+            basis,
         )
     if status == "processing":
         return (
@@ -124,6 +140,7 @@ def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple
                 f"Order #{oid} has not shipped yet, so there is nothing to refund. "
                 "Offer cancellation instead (under Orders, or via a human agent): it releases the payment in full."
             ),
+            {"rule": "not_shipped"},
         )
     if status in ("shipped", "delayed"):
         late = days_late(order, today)
@@ -132,20 +149,24 @@ def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple
                 "approved",
                 total,
                 (
-                    f"Order #{oid} is {late} days past its ETA ({order['eta']}) and is treated "
+                    f"Order #{oid} is {_days(late)} past its ETA ({order['eta']}) and is treated "
                     f"as lost; refunded in full, {policy.refund_processing}."
                 ),
+                {"rule": "lost", "days_late": late, "eta": order["eta"]},
             )
-        eligible = date.fromisoformat(order["eta"]).toordinal() + policy.lost_parcel_days_after_eta
+        eligible = date.fromordinal(
+            date.fromisoformat(order["eta"]).toordinal() + policy.lost_parcel_days_after_eta
+        ).isoformat()
         return (
             "denied",
             0.0,
             (
                 f"Order #{oid} is still in transit (ETA {order['eta']}"
-                f"{f', {late} day(s) late' if late else ''}). If it has not arrived by "
-                f"{date.fromordinal(eligible).isoformat()} it counts as lost and is refunded in full; "
+                f"{f', {_days(late)} late' if late else ''}). If it has not arrived by "
+                f"{eligible} it counts as lost and is refunded in full; "
                 "once delivered it can be returned within the return window."
             ),
+            {"rule": "in_transit", "days_late": late, "eta": order["eta"], "eligible_on": eligible},
         )
     start = order.get("delivered_on") or order["ordered_on"]
     age = (today - date.fromisoformat(start)).days
@@ -155,18 +176,32 @@ def refund_decision(order: dict[str, Any], policy: Policy, today: date) -> tuple
             "approved",
             total,
             (
-                f"Order #{oid} was delivered {age} days ago, within the {window}-day refund "
+                f"Order #{oid} was delivered {_days(age)} ago, within the {window}-day refund "
                 f"window; refunded in full, {policy.refund_processing}."
             ),
+            {"rule": "in_window", "age_days": age, "window_days": window},
         )
     return (
         "denied",
         0.0,
         (
-            f"Order #{oid} was delivered on {start}, {age} days ago, outside the {window}-day refund "
+            f"Order #{oid} was delivered on {start}, {_days(age)} ago, outside the {window}-day refund "
             f"window. If an item is faulty, the {policy.warranty_months}-month warranty still covers it."
         ),
+        {
+            "rule": "outside_window",
+            "delivered_on": start,
+            "age_days": age,
+            "window_days": window,
+            "warranty_months": policy.warranty_months,
+        },
     )
+
+
+def _owner(store: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
+    """The order's customer, as the ticket names them: id and email."""
+    customer = store.get_customer(customer_id=order["customer_id"]) if order.get("customer_id") else None
+    return {"customer_id": order.get("customer_id"), "customer_email": customer["email"] if customer else None}
 
 
 @tool
@@ -180,11 +215,12 @@ def request_refund(
     # One transaction: two concurrent requests must not both approve the same order.
     with store.transaction():
         order = _require_order(store, order_id)
-        outcome, amount, explanation = refund_decision(order, store.policy, store.today)
+        outcome, amount, explanation, basis = refund_decision(order, store.policy, store.today)
         record = store.record_refund(
             order["id"], reason=reason, outcome=outcome, amount=amount, explanation=explanation
         )
-    return {k: record[k] for k in ("refund_id", "order_id", "outcome", "amount", "currency", "explanation")}
+    result = {k: record[k] for k in ("refund_id", "order_id", "outcome", "amount", "currency", "explanation")}
+    return result | {"policy": basis, **_owner(store, order)}
 
 
 @tool

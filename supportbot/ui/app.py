@@ -6,7 +6,6 @@ All per-user data lives in ``gr.State``; the handlers are plain methods tested w
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +19,9 @@ from supportbot.errors import ApiError, ConfigError
 from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
 from supportbot.session import Session
-from supportbot.ui import render, usage_view
-from supportbot.ui.handlers import AUTO, EXAMPLES, Playground, example_message
+from supportbot.ui import agent_view, links, render, usage_view
+from supportbot.ui.agent_view import LATEST
+from supportbot.ui.handlers import AUTO, EXAMPLES, Playground
 from supportbot.ui.render import STEP_MODES
 from supportbot.workers import TurnPool
 
@@ -45,6 +45,9 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
 # Chat turns and resumed (approved or denied) turns share one concurrency group: SUPPORTBOT_CONCURRENCY
 # bounds the model work in flight, whichever button started it.
 TURNS = "turn"
+# The chat fills the viewport's height less the header, the box, the status line and the examples row
+# (styles.css sets it again for phones, where the header takes two lines).
+CHAT_HEIGHT = "calc(100dvh - 238px)"
 
 # Gradio's own cache (uploads, and its copies of outputs such as exports): every 10 minutes,
 # delete files older than 50 minutes, so none outlives an hour. Only set here: with no
@@ -129,184 +132,225 @@ def build_app(
 
     with gr.Blocks(title="supportbot — support agents on Oxlo", fill_width=True, delete_cache=CACHE_SWEEP) as demo:
         state = gr.State(None)
+        # This browser's own conversations (its localStorage); read back as untrusted data (see ui.links).
+        recent_store = gr.BrowserState([], storage_key=links.STORAGE_KEY, secret=links.STORAGE_SECRET)
         with gr.Row(elem_classes="sb-header", equal_height=True):
             gr.HTML(
-                "<h1>🤝 supportbot</h1><div class='sb-sub'>Routes every turn to a fitting model, calls real tools, "
-                "builds the ticket as it goes.</div>",
-                scale=5,
+                "<div class='sb-brand'><h1>🤝 supportbot</h1>"
+                + render.engine_badge(services.engine_label, live)
+                + "</div><div class='sb-sub sb-tagline'>Routes every turn to a fitting model, calls real tools, "
+                "builds the ticket as it goes: the agent view beside the chat shows each step.</div>",
+                elem_classes="sb-title",
+                scale=6,
             )
-            gr.HTML(render.engine_badge(services.engine_label, live), scale=3)
-            new_btn = gr.Button("➕ New conversation", variant="secondary", scale=1, min_width=170, size="sm")
+            copy_btn = gr.Button("🔗 Copy link", elem_id="sb-copy", size="sm", scale=0, min_width=110)
+            new_btn = gr.Button("➕ New conversation", size="sm", scale=0, min_width=150)
             if login:
-                gr.LoginButton(scale=1, min_width=170, size="sm")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=11, min_width=520):
-                with gr.Row():
-                    model = gr.Dropdown(model_choices(services), value=AUTO, label="Model", scale=3, min_width=200)
-                    steps = gr.Dropdown(
-                        list(STEP_MODES), value="all", label="Agent steps in chat", scale=2, min_width=120
-                    )
-                    modes = [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")]
-                    ticket_mode = gr.Dropdown(
-                        modes if settings.extraction_allowed else modes[:1],
-                        value=settings.ticket_mode,
-                        label="Ticket mode",
-                        scale=2,
-                        min_width=150,
-                        interactive=settings.extraction_allowed,  # SUPPORTBOT_ALLOW_EXTRACTION
-                    )
+                gr.LoginButton(scale=0, min_width=150, size="sm")
+        with gr.Row(equal_height=False, elem_classes="sb-main"):
+            with gr.Column(scale=11, min_width=360, elem_classes="sb-chatcol"):
                 chatbot = gr.Chatbot(
                     label="Conversation",
-                    height=370,
+                    elem_id="sb-chat",
+                    height=CHAT_HEIGHT,
+                    min_height=320,
                     show_label=False,
                     group_consecutive_messages=False,
                     buttons=["copy_all"],
                     placeholder="**Ask about an order, a refund or a policy** — or pick an example below.",
                 )
                 msg = gr.MultimodalTextbox(
-                    placeholder="Type a message; attach screenshots (PNG, JPEG, WebP, GIF, BMP) "
-                    "or logs (.log, .txt, .gz)…",
+                    placeholder="Ask the support agent…",
                     file_types=["image", ".log", ".txt", ".gz"],
                     file_count="multiple",
                     show_label=False,
-                    stop_btn=True,
+                    elem_id="sb-box",
+                    stop_btn=False,  # shown only while a turn runs
                 )
-                meter = gr.HTML(render.context_meter(Session()))
-                # Shown only while a call awaits a human's approval (SUPPORTBOT_CONFIRM_TOOLS).
+                with gr.Row(elem_classes="sb-status"):
+                    meter = gr.HTML(render.context_meter(Session()), elem_classes="sb-meterbox")
+                    note = gr.HTML("", elem_classes="sb-notebox")
+                # Shown only while a call awaits a human's approval (SUPPORTBOT_CONFIRM_TOOLS). It never
+                # writes the message box: a draft typed meanwhile is kept.
                 with gr.Row(visible=False, equal_height=True, elem_classes="sb-approval") as approval_row:
                     approval_md = gr.Markdown()
                     approve_btn = gr.Button("✅ Approve", variant="primary", size="sm", min_width=110, scale=0)
                     deny_btn = gr.Button("🚫 Deny", variant="stop", size="sm", min_width=110, scale=0)
                 with gr.Row(elem_classes="sb-examples"):
                     example_btns = [gr.Button(label, size="sm", min_width=60) for label, _, _ in EXAMPLES]
-            with gr.Column(scale=9, min_width=420, elem_classes="sb-panels"):
+            with gr.Column(scale=9, min_width=360, elem_classes="sb-panels"):
                 with gr.Tabs():
-                    with gr.Tab("🔧 Tools"):
-                        tool_html = gr.HTML(render.tools_html(Session()))
-                        with gr.Accordion("All calls as JSON", open=False):
-                            tool_json = gr.JSON(value=[], show_label=False)
-                    with gr.Tab("🎫 Ticket"):
-                        ticket_html = gr.HTML(render.ticket_chips({}))
-                        ticket_json = gr.JSON(value={}, show_label=False, elem_classes="sb-ticket-json")
-                    with gr.Tab("🧭 Route"):
-                        route_html = gr.HTML(render.routes_html(Session()))
-                    with gr.Tab("📊 Usage"):
-                        plan = gr.Dropdown(
-                            [(f"Oxlo {p.name}", p.name) for p in services.pricing.plans],
-                            value=settings.plan,
-                            label="Flat-priced plan to compare",
+                    with gr.Tab("🔎 Agent view", elem_classes="sb-agent"):
+                        turn_sel = gr.Dropdown(
+                            agent_view.turn_choices(Session()),
+                            value=LATEST,
+                            label="Turn shown",
+                            show_label=False,
                             container=False,
+                            elem_classes="sb-turnpick",
                         )
-                        usage_html = gr.HTML(
-                            usage_view.render(Session(), services.pricing, settings.plan)[0], elem_classes="sb-usage"
+                        timeline = gr.HTML(
+                            agent_view.timeline_html(Session(), LATEST, services.pricing, settings.plan),
+                            elem_classes="sb-timelinebox",
                         )
+                        ticket_html = gr.HTML(render.ticket_chips({}), elem_classes="sb-ticket-chips")
+                        ticket_json = gr.JSON(value={}, label="Ticket (JSON)", elem_classes="sb-ticket-json")
+                    with gr.Tab("📊 Cost"):
+                        plan = gr.Dropdown(
+                            [(f"Oxlo {p.name.title()}", p.name) for p in services.pricing.plans],
+                            value=settings.plan,
+                            label="Flat-priced Oxlo plan to compare with token prices",
+                        )
+                        first = usage_view.render(Session(), services.pricing, settings.plan)
+                        usage_html = gr.HTML(first.html, elem_classes="sb-usage")
                         usage_plot = gr.LinePlot(
-                            usage_view.empty_plot(),
+                            first.frame,
                             x="turn",
                             y="usd",
                             color="pricing",
                             title="Cumulative cost (USD)",
                             x_title="turn",
                             y_title="USD",
-                            height=220,
+                            color_title="pricing",
+                            height=240,
                         )
-                    with gr.Tab("💾 Export"):
+                    with gr.Tab("🕘 Conversations"):
+                        recent_list = gr.Radio(
+                            [], label="Recent conversations in this browser", elem_classes="sb-recent"
+                        )
                         gr.Markdown(
-                            "Download this conversation (JSON re-imports; Markdown reads as a transcript) "
-                            "and its ticket."
+                            "Only this browser keeps this list. After the first message the address bar names the "
+                            "conversation: reload or share the address to come back (a shared link goes on as a copy)."
                         )
                         export_btn = gr.Button("Export conversation")
                         export_files = gr.File(label="Files", file_count="multiple", interactive=False)
                         import_btn = gr.UploadButton("Import a conversation JSON", file_types=[".json"])
                         share_md = gr.Markdown()
+                    with gr.Tab("⚙️ Settings"):
+                        model = gr.Dropdown(model_choices(services), value=AUTO, label="Model")
+                        steps = gr.Dropdown(list(STEP_MODES), value=STEP_MODES[0], label="Agent steps in the chat")
+                        modes = [("inline (free)", "inline"), ("extraction (+1 request)", "extraction")]
+                        ticket_mode = gr.Dropdown(
+                            modes if settings.extraction_allowed else modes[:1],
+                            value=settings.ticket_mode,
+                            label="Ticket mode",
+                            interactive=settings.extraction_allowed,  # SUPPORTBOT_ALLOW_EXTRACTION
+                        )
+                        with gr.Accordion("All tool calls as JSON", open=False):
+                            tool_json = gr.JSON(value=[], show_label=False)
+        # Not shown: what scripts call, and the id the address bar follows.
         session_json = gr.JSON(visible=False)
         load_id = gr.Textbox(visible=False)
         session_btn = gr.Button(visible=False)
         load_btn = gr.Button(visible=False)
+        api_btn = gr.Button(visible=False)
+        api_tools, api_routes = gr.HTML(visible=False), gr.HTML(visible=False)
         approve_id, approve_answer = gr.Textbox(visible=False), gr.Textbox(visible=False)
         approve_api = gr.Button(visible=False)
+        cid_box = gr.HTML("", visible="hidden", elem_id="sb-cid")  # rendered (hidden), so its change event runs
 
-        live_outputs = [chatbot, tool_html, route_html, meter]
-        detail_outputs = [tool_json, ticket_html, ticket_json, usage_html, usage_plot]
-        outputs = [*live_outputs, *detail_outputs]
-        turn_inputs = [msg, model, steps, ticket_mode, state]
+        detail = [tool_json, ticket_html, ticket_json, usage_html, usage_plot, turn_sel]
+        panels = [chatbot, timeline, meter, *detail]
+        conv = [cid_box, recent_store, recent_list]
+        turn_inputs = [model, steps, ticket_mode, state, plan, turn_sel]
+        turn_outputs = [msg, note, chatbot, timeline, meter, turn_sel, cid_box, state]
+        finish_inputs = [steps, state, plan, turn_sel, recent_store]
+        finish_outputs = [msg, note, *panels, *conv]
+        turn_opts = {
+            "api_visibility": "private",
+            "concurrency_limit": limit,
+            "concurrency_id": TURNS,
+            "show_progress": "minimal",
+            "show_progress_on": [chatbot],  # never on the box: it stays free for a draft
+            # A send while a turn runs reaches the server, which refuses it beside the box (the default
+            # "once" would drop it without a word).
+            "trigger_mode": "multiple",
+        }
 
-        chat_event = msg.submit(
+        turn_events = []
+        sends = [(msg.submit, pg.send, [msg, *turn_inputs])]
+        sends += [(btn.click, pg.send_example, [gr.State(i), *turn_inputs]) for i, btn in enumerate(example_btns)]
+        for trigger, handler, inputs in sends:
+            event = trigger(handler, inputs, turn_outputs, **turn_opts)
+            # Runs after the turn, answered or stopped (a cancel still runs what follows it).
+            event.then(pg.finish, finish_inputs, finish_outputs, api_visibility="private", show_progress="hidden").then(
+                None, None, None, js=links.SCROLL_JS
+            )
+            turn_events.append(event)
+        # Approving or denying resumes the paused turn in an event of its own (the pause held no slot).
+        bar = {"fn": pg.approval_bar, "inputs": [state], "outputs": [approval_row, approval_md]}
+        for button, handler in ((approve_btn, pg.approve_click), (deny_btn, pg.deny_click)):
+            event = button.click(
+                handler,
+                [steps, ticket_mode, state],
+                [chatbot, timeline, meter, state],
+                api_visibility="private",
+                concurrency_limit=limit,
+                concurrency_id=TURNS,
+                show_progress="minimal",
+                show_progress_on=[chatbot],
+            )
+            event.then(pg.finish, finish_inputs, finish_outputs, api_visibility="private", show_progress="hidden")
+            turn_events.append(event)
+        for event in turn_events:  # the bar follows the session after every turn, paused or finished
+            event.then(**bar, api_visibility="private", show_progress="hidden")
+        # Scripts approve with /approve (call id, yes/no).
+        approve_api.click(
+            pg.approve,
+            [approve_id, approve_answer, state],
+            [chatbot, api_tools, api_routes, meter, state],
+            api_name="approve",
+            concurrency_limit=limit,
+            concurrency_id=TURNS,
+        ).then(**bar, api_visibility="private", show_progress="hidden")
+        msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
+        cid_box.change(None, [cid_box], None, js=links.URL_JS)
+        copy_btn.click(None, None, None, js=links.COPY_JS)
+
+        # Scripts: /chat keeps its inputs and outputs (message, model, steps, ticket mode -> chat and panels).
+        api_btn.click(
             pg.chat,
-            turn_inputs,
-            [*live_outputs, msg, state],
+            [msg, model, steps, ticket_mode, state],
+            [chatbot, api_tools, api_routes, meter, msg, state],
             api_name="chat",
             concurrency_limit=limit,
             concurrency_id=TURNS,
-            show_progress="minimal",
+        ).then(**bar, api_visibility="private", show_progress="hidden")
+        steps.change(pg.steps_changed, [steps, state], [chatbot], api_visibility="private")
+        turn_sel.input(pg.turn_picked, [turn_sel, state, plan], [timeline], api_visibility="private")
+        plan.input(
+            pg.plan_changed, [plan, state, turn_sel], [timeline, usage_html, usage_plot], api_visibility="private"
         )
-        # Runs after the turn ends, stopped or not, so the panels always match the session.
-        chat_event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
-        turn_events = [chat_event]
-        for i, btn in enumerate(example_btns):
-            event = btn.click(functools.partial(example_message, i), None, msg, api_visibility="private").then(
-                pg.chat,
-                turn_inputs,
-                [*live_outputs, msg, state],
-                concurrency_limit=limit,
-                concurrency_id=TURNS,
-                api_visibility="private",
-            )
-            event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
-            turn_events.append(event)
-        # Approving or denying resumes the paused turn in an event of its own (the pause held no slot).
-        resume_outputs = [*live_outputs, state]
-        resume_events = [
-            approve_api.click(
-                pg.approve,
-                [approve_id, approve_answer, state],
-                resume_outputs,
-                api_name="approve",
-                concurrency_limit=limit,
-                concurrency_id=TURNS,
-            ),
-            approve_btn.click(
-                pg.approve_click,
-                [steps, ticket_mode, state],
-                resume_outputs,
-                api_visibility="private",
-                concurrency_limit=limit,
-                concurrency_id=TURNS,
-            ),
-            deny_btn.click(
-                pg.deny_click,
-                [steps, ticket_mode, state],
-                resume_outputs,
-                api_visibility="private",
-                concurrency_limit=limit,
-                concurrency_id=TURNS,
-            ),
-        ]
-        for event in resume_events:
-            event.then(pg.details, [state, plan], detail_outputs, api_visibility="private", concurrency_limit=limit)
-        turn_events += resume_events
-        for event in [*turn_events]:  # the bar follows the session after every turn, paused or finished
-            event.then(pg.approval_bar, [state], [approval_row, approval_md], api_visibility="private")
-        msg.stop(None, None, None, cancels=turn_events, api_visibility="private")
-
-        steps.change(pg.steps_changed, [steps, state], live_outputs, api_visibility="private")
-        plan.change(pg.details, [state, plan], detail_outputs, api_visibility="private")
         # A turn still streaming into the old session would otherwise write it back into the state.
-        bar = {"fn": pg.approval_bar, "inputs": [state], "outputs": [approval_row, approval_md]}
+        new_outputs = [*panels, *conv, msg, note, state]
+        after = {**bar, "api_visibility": "private", "show_progress": "hidden"}  # the approval row follows too
         new_btn.click(
-            pg.new_conversation, [steps, plan], [*outputs, msg, state], api_name="new_conversation", cancels=turn_events
-        ).then(**bar, api_visibility="private")
+            pg.new_conversation, [steps, plan], new_outputs, api_name="new_conversation", cancels=turn_events
+        ).then(**after)
+        # The chat's trash icon starts a new conversation too: clearing only the view would come back next turn.
+        chatbot.clear(
+            pg.new_conversation, [steps, plan], new_outputs, api_visibility="private", cancels=turn_events
+        ).then(**after)
         session_btn.click(pg.session_payload, [state], [session_json], api_name="session")
         load_btn.click(pg.load, [load_id, state], [session_json, state], api_name="load").then(
-            pg.redraw, [steps, state, plan], outputs, api_visibility="private"
-        ).then(**bar, api_visibility="private")
-        demo.load(pg.page_load, [steps, state, plan], [*outputs, state], api_visibility="private").then(
-            **bar, api_visibility="private"
-        )
+            pg.redraw, [steps, state, plan], panels, api_visibility="private"
+        ).then(**after)
+        demo.load(
+            pg.page_load, [steps, state, plan, recent_store], [*panels, *conv, state], api_visibility="private"
+        ).then(**after)
+        recent_list.input(
+            pg.open_recent,
+            [recent_list, steps, state, plan, recent_store],
+            [*panels, *conv, state, note],
+            api_visibility="private",
+        ).then(**after)
         export_btn.click(pg.export, [state], [export_files, share_md], api_name="export")
         import_btn.upload(
-            pg.import_conversation, [import_btn, steps, state, plan], [*outputs, state], api_visibility="private"
-        ).then(**bar, api_visibility="private")
+            pg.import_conversation,
+            [import_btn, steps, state, plan, recent_store],
+            [*panels, *conv, state],
+            api_visibility="private",
+        ).then(**after)
     demo.turn_pool = pool
     return demo
 

@@ -3,31 +3,36 @@
 ``Playground`` holds only what every visitor shares (the services and the turn runner);
 each handler receives a visitor's ``Session`` (from ``gr.State``) and returns the panels and
 the session. Tests call them directly, no server needed; ``supportbot.ui.app`` only lays out
-the page and wires these to its components.
+the page and wires these to its components. Opening, saving and linking conversations are in
+``supportbot.ui.conversations``.
+
+The message box follows a chat app: a turn empties the box once, at its start, and never writes
+it again, so a draft typed during the answer is kept; a send while a turn runs is refused by a
+note beside the box; an empty send does nothing; bad input is one warning naming the file, with
+the message put back. Only the script endpoint ``/chat`` raises errors (its callers expect them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.utils import get_upload_folder, is_in_or_equal
+from gradio.utils import get_upload_folder
 
-from supportbot import approval
 from supportbot.config import ASSETS_DIR
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
-from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
 from supportbot.limits import Allowance, Budget, VisitorBudget, visitor_identity
 from supportbot.services import Services
 from supportbot.session import Session
-from supportbot.storage.history import MAX_IMPORT_BYTES
 from supportbot.streaming import batches
-from supportbot.ui import render, usage_view
+from supportbot.ui import agent_view, links, render, usage_view
+from supportbot.ui.agent_view import LATEST
+from supportbot.ui.approvals import Approvals, follow
+from supportbot.ui.conversations import BUSY_NOTE, Conversations, composer, path_of
 from supportbot.ui.inert import plain_json
 from supportbot.ui.render import STEP_MODES, LiveTurn
 from supportbot.workers import TurnPool
@@ -47,10 +52,8 @@ EXAMPLES: list[tuple[str, str, list[str]]] = [
         ["checkout-service.log"],
     ),
 ]
-
-
-# A conversation id as session.new_conversation_id makes it; anything else is not looked up (or echoed).
-_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# How long the after-turn step waits for a stopped turn to save itself (or for another turn to end).
+SETTLE_S = 900.0
 
 
 def example_message(index: int) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def example_message(index: int) -> dict[str, Any]:
     return {"text": text, "files": [str(SAMPLES / f) for f in files]}
 
 
-class Playground:
+class Playground(Conversations, Approvals):
     """Handlers for one app; per-visitor data arrives and leaves as a ``Session``."""
 
     def __init__(self, services: Services, runner: TurnRunner | TurnPool | None = None) -> None:
@@ -68,28 +71,43 @@ class Playground:
 
     # --- rendering ----------------------------------------------------------------------------
 
-    def live_panels(self, session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
-        """What changes while a turn streams: cheap to render, sent on every redraw."""
+    def live_panels(
+        self,
+        session: Session,
+        mode: str,
+        live_turn: LiveTurn | None = None,
+        selected: Any = LATEST,
+        plan_name: str | None = None,
+    ) -> tuple:
+        """What changes while a turn streams: the chat, the agent view's timeline, the context meter."""
         uploads = Path(get_upload_folder())
+        pricing, plan = self.services.pricing, self._plan(plan_name)
         return (
             render.chat_view(session, _mode(mode), live_turn, uploads),
-            render.tools_html(session),
-            render.routes_html(session),
+            agent_view.timeline_html(session, selected, pricing, plan, live_turn),
             render.context_meter(session),
         )
 
     def detail_panels(
-        self, session: Session, plan_name: str | None = None, allowance: Allowance | None = None
+        self,
+        session: Session,
+        plan_name: str | None = None,
+        allowance: Allowance | None = None,
+        selected: Any = LATEST,
     ) -> tuple:
-        """What changes once per turn (ticket, usage, plot): rendered after the turn, not per delta."""
-        usage_html, plot = usage_view.render(session, self.services.pricing, self._plan(plan_name))
+        """What changes once per turn: all calls as JSON, the ticket, the cost panel and plot, the turn picker."""
+        view = usage_view.render(session, self.services.pricing, self._plan(plan_name))
+        choices = agent_view.turn_choices(session)
+        keep = selected if any(value == selected for _, value in choices) else LATEST
         # plain_json: copies in which no dict looks like a file to Gradio (a model chooses tool arguments).
         return (
             plain_json(session.tool_calls[::-1]),
             render.ticket_chips(session.ticket, session.ticket_error),
             plain_json(session.ticket),
-            usage_view.allowance_html(allowance) + usage_html,
-            plot,
+            usage_view.allowance_html(allowance) + view.html,
+            # The colours name this plan's line: a new map redraws the legend when the plan changes.
+            gr.LinePlot(value=view.frame, color_map=view.colors, sort=view.turns),
+            gr.Dropdown(choices=choices, value=keep),
         )
 
     def _plan(self, plan_name: Any) -> str:
@@ -97,9 +115,19 @@ class Playground:
         known = {p.name for p in self.services.pricing.plans}
         return plan_name if isinstance(plan_name, str) and plan_name in known else self.services.settings.plan
 
-    def panels(self, session: Session, mode: str, plan_name: str | None, allowance: Allowance | None = None) -> tuple:
-        """Every panel."""
-        return (*self.live_panels(session, mode), *self.detail_panels(session, plan_name, allowance))
+    def panels(
+        self,
+        session: Session,
+        mode: str,
+        plan_name: str | None,
+        allowance: Allowance | None = None,
+        selected: Any = LATEST,
+    ) -> tuple:
+        """Every panel: the live ones (chat, timeline, meter), then the detail ones."""
+        return (
+            *self.live_panels(session, mode, None, selected, plan_name),
+            *self.detail_panels(session, plan_name, allowance, selected),
+        )
 
     # --- visitors and their budgets -------------------------------------------------------------
 
@@ -118,14 +146,26 @@ class Playground:
         return self.services.budget(self.visitor(request, profile))
 
     def allowance(self, request: gr.Request | None, profile: gr.OAuthProfile | None) -> Allowance | None:
-        """What the visitor has left today, for the Usage panel (None when nothing is bounded)."""
+        """What the visitor has left today, for the cost panel (None when nothing is bounded)."""
         try:
             budget = self.budget(request, profile)
         except SupportbotError:  # not signed in: the chat says so; the panel shows no budget
             return None
         return budget.allowance() if isinstance(budget, VisitorBudget) else None
 
-    # --- events -------------------------------------------------------------------------------
+    # --- a turn -------------------------------------------------------------------------------
+
+    def _events(self, session, text, files, model_id, tmode, progress, request, profile):
+        """The turn's events (SupportbotError at the first one for bad input or a refused budget)."""
+        return self.runner.run(
+            session,
+            text,
+            files,
+            selected=model_id or AUTO,
+            ticket_mode=tmode or self.services.settings.ticket_mode,
+            progress=lambda f, d: progress(f, desc=d),
+            budget=self.budget(request, profile),  # every model request of the turn draws on it
+        )
 
     async def chat(
         self,
@@ -138,100 +178,113 @@ class Playground:
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):  # noqa: B008 - Gradio's injection idiom
-        """Run one turn: stream the answer and tool calls; the detail panels follow when it ends."""
+        """/chat for scripts: run one turn and stream it; bad input is an error naming the problem.
+
+        Outputs, as before: (chat, tools panel, route panel, context meter, box, session)."""
         session = session or Session()
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
         try:
-            budget = self.budget(request, profile)  # every model request of the turn draws on it
-            events = self.runner.run(
-                session,
-                text,
-                files,
-                selected=model_id or AUTO,
-                ticket_mode=tmode or self.services.settings.ticket_mode,
-                progress=lambda f, d: progress(f, desc=d),
-                budget=budget,
-            )
-            async for panels in self._stream(events, session, mode, live_turn):
-                yield (*panels, None, session)
+            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, request, profile)):
+                follow(live_turn, batch)
+                chat, _, meter = self.live_panels(session, mode, live_turn)
+                yield chat, render.tools_html(session), render.routes_html(session), meter, gr.skip(), session
         except SupportbotError as exc:
-            # Bad input (all checked before the turn starts): the error names the problem, the
-            # message stays in the box and the session is untouched. Scripts get it as an exception.
-            raise gr.Error(html.escape(str(exc), quote=False), title="Could not send that") from None
-        yield (*self.live_panels(session, mode), None, session)
+            # All checked before the turn starts: the session is untouched. Scripts get it as an exception;
+            # it is the caller's mistake, not the server's, so no traceback in the log.
+            raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+        chat, _, meter = self.live_panels(session, mode)
+        yield chat, render.tools_html(session), render.routes_html(session), meter, gr.skip(), session
 
-    async def _stream(self, events: Any, session: Session, mode: str, live_turn: LiveTurn) -> Any:
-        """The live panels after each batch of a turn's events."""
-        async for batch in batches(events):
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    live_turn.text += event.text
-                elif isinstance(event, ToolCallStarted):
-                    live_turn.pending[event.call_id] = (event.name, event.arguments)
-                elif isinstance(event, ToolCallFinished):
-                    live_turn.pending.pop(event.call_id, None)
-                elif isinstance(event, ErrorEvent):
-                    gr.Warning(html.escape(event.message, quote=False))  # toasts render HTML
-            yield self.live_panels(session, mode, live_turn)
-
-    async def approve(
+    async def send(
         self,
-        call_id: str,
-        answer: str | bool,
-        session: Session | None = None,
-        request: gr.Request = None,
-        profile: gr.OAuthProfile | None = None,
-    ):
-        """/approve: ``answer`` yes (run the call) or no (deny it) for the call ``call_id`` awaiting approval;
-        the turn goes on in this event and its end streams back."""
-        async for out in self._decide(call_id, answer, "all", None, session, request, profile):
-            yield out
-
-    async def approve_click(
-        self,
+        message: Any,
+        model_id: str,
         mode: str,
         tmode: str,
         session: Session | None,
+        plan_name: str | None,
+        selected: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):
-        """The Approve button: run the call the conversation's turn paused at."""
-        call_id = (session.pending_call or {}).get("call_id", "") if session else ""
-        async for out in self._decide(call_id, True, mode, tmode, session, request, profile):
+        """The message box: start a turn and stream it (outputs: see ``_turn``)."""
+        args = (model_id, mode, tmode, session, plan_name, selected, progress, request, profile)
+        async for out in self._turn(message, True, *args):
             yield out
 
-    async def deny_click(
+    async def send_example(
         self,
+        index: Any,
+        model_id: str,
         mode: str,
         tmode: str,
         session: Session | None,
+        plan_name: str | None,
+        selected: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):
-        """The Deny button: tell the model the call was not approved."""
-        call_id = (session.pending_call or {}).get("call_id", "") if session else ""
-        async for out in self._decide(call_id, False, mode, tmode, session, request, profile):
+        """An example button: its message is sent as is, and whatever is in the box stays there."""
+        message = example_message(index) if isinstance(index, int) and 0 <= index < len(EXAMPLES) else None
+        args = (model_id, mode, tmode, session, plan_name, selected, progress, request, profile)
+        async for out in self._turn(message, False, *args):
             yield out
 
-    async def _decide(self, call_id: Any, answer: Any, mode: str, tmode: str | None, session, request, profile):
-        session = session or Session()
-        pending = session.pending_call or {}
-        live_turn = LiveTurn(pending.get("turn", session.turn), text=pending.get("text") or "")
+    async def _turn(self, message, from_box, model_id, mode, tmode, session, plan_name, selected, progress, *who):
+        """Outputs: (box, note, chat, timeline, meter, turn picker, conversation id, session)."""
+        session = session if isinstance(session, Session) else Session()
+        text, files = parse_message(message)
+        if not text.strip() and not files:
+            yield (gr.skip(),) * 8  # an empty send does nothing
+            return
+        if session.busy:  # refused beside the box; the box and the chat stay as they are
+            yield (gr.skip(), BUSY_NOTE, *(gr.skip(),) * 6)
+            return
+        live_turn = LiveTurn(session.turn + 1, user=text, files=[Path(f).name for f in files])
+        # Emptied once, now; never written again during the turn (so a draft typed meanwhile is kept).
+        box = gr.MultimodalTextbox(value=None, submit_btn=False, stop_btn=True) if from_box else composer(True)
+        live = self.live_panels(session, mode, live_turn, LATEST, plan_name)  # a new turn shows itself
+        yield (box, "", *live, gr.Dropdown(value=LATEST), gr.skip(), session)
         try:
-            approved = approval.decision(answer)
-            budget = self.budget(request, profile)  # the resumed requests count like any other
-            events = self.runner.resume(session, str(call_id or ""), approved, ticket_mode=tmode or None, budget=budget)
-            async for panels in self._stream(events, session, mode, live_turn):
-                yield (*panels, session)
+            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, *who)):
+                follow(live_turn, batch)
+                # The id goes to the address bar once the turn is stored (a fork has its new id by then).
+                cid = session.conversation_id if session.turn >= live_turn.turn else gr.skip()
+                live = self.live_panels(session, mode, live_turn, LATEST, plan_name)
+                yield (gr.skip(), gr.skip(), *live, gr.skip(), cid, session)
         except SupportbotError as exc:
-            raise gr.Error(html.escape(str(exc), quote=False), title="Could not do that") from None
-        yield (*self.live_panels(session, mode), session)
+            # Checked before the turn starts: nothing changed. One warning names the problem (and the file),
+            # the message goes back in the box; no error pills, no traceback in the log.
+            gr.Warning(html.escape(str(exc), quote=False), title="Could not send that")
+            back = gr.MultimodalTextbox(value=message, submit_btn=True, stop_btn=False) if from_box else gr.skip()
+            live = self.live_panels(session, mode, None, selected, plan_name)
+            yield (back, gr.skip(), *live, gr.Dropdown(value=selected), gr.skip(), session)
 
-    def approval_bar(self, session: Session | None) -> tuple:
-        """The Approve / Deny row: shown, with what awaits, only while a call awaits approval."""
-        pending = session.pending_call if session else None
-        return gr.Row(visible=bool(pending)), render.approval_prompt(pending)
+    async def finish(
+        self,
+        mode: str,
+        session: Session | None,
+        plan_name: str | None,
+        selected: Any,
+        recent: Any,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ) -> tuple:
+        """After a turn (answered, refused or stopped): the box's buttons back, every panel, the links.
+
+        Outputs: (box, note, chat, timeline, meter, *detail panels, id, browser's list, recent list)."""
+        session = session if isinstance(session, Session) else Session()
+        waited = 0.0
+        while session.busy and waited < SETTLE_S:  # a stopped turn saves itself first (or another turn runs)
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        allowance = await asyncio.to_thread(self.allowance, request, profile)
+        conv = await asyncio.to_thread(self.links, session, recent, False)
+        panels = await asyncio.to_thread(self.panels, session, mode, plan_name, allowance, selected)
+        return (composer(False), "", *panels, *conv)
 
     def details(
         self,
@@ -240,100 +293,40 @@ class Playground:
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ) -> tuple:
-        """The ticket, usage (with the visitor's budget left today) and plot panels."""
+        """The detail panels, with the visitor's budget left today."""
         return self.detail_panels(session or Session(), plan_name, self.allowance(request, profile))
 
     def redraw(self, mode: str, session: Session | None, plan_name: str | None) -> tuple:
         """Every panel, for a session that changed outside a turn."""
         return self.panels(session or Session(), mode, plan_name)
 
-    def steps_changed(self, mode: str, session: Session | None) -> tuple:
-        """Only the chat and its neighbours depend on the steps mode."""
-        return self.live_panels(session or Session(), mode)
+    def steps_changed(self, mode: str, session: Session | None) -> list[dict[str, Any]]:
+        """Only the chat depends on the steps mode."""
+        return render.chat_view(session or Session(), _mode(mode), None, Path(get_upload_folder()))
 
-    def new_conversation(
-        self,
-        mode: str,
-        plan_name: str | None = None,
-        request: gr.Request = None,
-        profile: gr.OAuthProfile | None = None,
-    ) -> tuple:
-        """Forget everything: the agent's memory too, and the demo shop's sandbox (a new id gets a fresh one)."""
-        fresh = Session()
-        return (*self.panels(fresh, mode, plan_name, self.allowance(request, profile)), None, fresh)
+    def turn_picked(self, selected: Any, session: Session | None, plan_name: str | None) -> str:
+        """The agent view of the turn picked."""
+        return agent_view.timeline_html(session or Session(), selected, self.services.pricing, self._plan(plan_name))
 
-    def session_payload(self, session: Session | None) -> dict:
-        """The whole session as JSON: messages, tool_calls, routes, usage, ticket."""
-        return plain_json((session or Session()).to_json())
-
-    def _stored(self, conversation_id: Any) -> Session | None:
-        """A stored conversation by id; None for an unknown or malformed id; SupportbotError if unreadable."""
-        cid = conversation_id.strip() if isinstance(conversation_id, str) else ""
-        return self.runner.load(cid) if _CONVERSATION_ID.fullmatch(cid) else None
-
-    def load(self, conversation_id: str, session: Session | None) -> tuple:
-        """Reload a stored conversation by id (for scripts; the page uses ?c=<id>)."""
-        try:
-            loaded = self._stored(conversation_id)
-        except SupportbotError as exc:
-            raise gr.Error(html.escape(str(exc), quote=False)) from None
-        if loaded is None:
-            raise gr.Error("No conversation with that id is stored here (it may have expired).")
-        return plain_json(loaded.to_json()), loaded
-
-    def page_load(
-        self,
-        mode: str,
-        session: Session | None,
-        plan_name: str | None,
-        request: gr.Request,
-        profile: gr.OAuthProfile | None = None,
-    ) -> tuple:
-        """A page (re)load: resume ``?c=<id>`` when the link names a stored conversation."""
-        cid = request.query_params.get("c") if request else None
-        allowance = self.allowance(request, profile)
-        if cid:
-            try:
-                loaded = self._stored(cid)
-            except SupportbotError as exc:
-                loaded = None
-                why = html.escape(str(exc), quote=False)
-                gr.Warning(f"That conversation could not be opened ({why}); starting a new one.")
-            else:
-                if loaded is None:
-                    gr.Warning("That conversation link has expired or never existed; starting a new one.")
-            if loaded is not None:
-                return (*self.panels(loaded, mode, plan_name, allowance), loaded)
+    def plan_changed(self, plan_name: Any, session: Session | None, selected: Any) -> tuple:
+        """The timeline's and the cost panel's figures under another plan: (timeline, cost panel, plot)."""
         session = session or Session()
-        return (*self.panels(session, mode, plan_name, allowance), session)
+        detail = self.detail_panels(session, plan_name, None, selected)
+        return self.turn_picked(selected, session, plan_name), detail[3], detail[4]
 
-    def export(self, session: Session | None) -> tuple[list[str], str]:
-        """Conversation JSON (re-imports), a Markdown transcript and the ticket JSON."""
-        session = session or Session()
-        history = self.services.history
-        # Removed a few minutes later (see supportbot.housekeeping): Gradio serves its own copy.
-        out = self.services.exports.new_dir()
-        cid = session.conversation_id
-        (out / f"conversation-{cid}.json").write_text(history.export_json(session), encoding="utf-8")
-        (out / f"transcript-{cid}.md").write_text(history.export_markdown(session), encoding="utf-8")
-        (out / f"ticket-{cid}.json").write_text(
-            json.dumps(session.ticket, indent=2, ensure_ascii=False), encoding="utf-8"
-        )
-        link = f"Reload this conversation any time with `?c={cid}` on this page's URL."
-        return [str(p) for p in sorted(out.iterdir())], link
+    def links(self, session: Session, recent: Any, refresh: bool = True) -> tuple:
+        """(the id for the address bar once something is stored, the browser's list, the list shown).
 
-    def import_conversation(self, file: Any, mode: str, session: Session | None, plan_name: str | None) -> tuple:
-        """Read an exported conversation as a new one; a bad file is refused with a warning."""
-        history = self.services.history
-        try:
-            imported = history.import_json(_read_upload(file))
-        except (SupportbotError, UnicodeDecodeError, OSError) as exc:
-            # Toasts render HTML, and the message may quote the file's own keys.
-            gr.Warning(f"Could not import that file: {html.escape(str(exc), quote=False)}")
-            session = session or Session()
-            return (*self.panels(session, mode, plan_name), session)
-        history.save(imported)
-        return (*self.panels(imported, mode, plan_name), imported)
+        Without ``refresh``, a list that already starts with this conversation is left as it is: the list
+        shown is rebuilt (each id looked up) only when it changes, not after every turn."""
+        stored = session.turn > 0 and bool(session.messages)
+        ids = links.remember(recent, session.conversation_id) if stored else links.recent_ids(recent)
+        if not refresh and ids == links.recent_ids(recent):
+            return (session.conversation_id if stored else "", gr.skip(), gr.skip())
+        choices = links.recent_choices(ids, self.runner.load, session)
+        value = session.conversation_id if any(v == session.conversation_id for _, v in choices) else None
+        # The browser keeps no empty value: with nothing to write, nothing is written.
+        return (session.conversation_id if stored else "", ids or gr.skip(), gr.Radio(choices=choices, value=value))
 
 
 def _forwarded_for(request: gr.Request | None) -> str | None:
@@ -350,27 +343,11 @@ def _mode(mode: Any) -> str:
     return mode if isinstance(mode, str) and mode in STEP_MODES else STEP_MODES[0]
 
 
-def _path_of(file: Any) -> str:
-    if isinstance(file, dict):
-        return str(file.get("path") or file.get("name") or "")
-    return str(getattr(file, "path", None) or getattr(file, "name", None) or file or "")
-
-
-def _read_upload(file: Any) -> bytes:
-    """The bytes of a file a visitor uploaded (Gradio checks that on the way in; checked again here)."""
-    path = Path(_path_of(file))
-    if not path.is_file() or not is_in_or_equal(path, get_upload_folder()):
-        raise SupportbotError("that is not a file uploaded to this page")
-    if path.stat().st_size > MAX_IMPORT_BYTES:
-        raise SupportbotError(f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MB")
-    return path.read_bytes()
-
-
 def parse_message(message: Any) -> tuple[str, list[str]]:
     """Text and file paths from a MultimodalTextbox value (or plain text from scripts)."""
     if isinstance(message, str):
         return message, []
     if not isinstance(message, dict):
         return "", []
-    files = [_path_of(f) for f in message.get("files") or [] if isinstance(f, str | dict)]
+    files = [path_of(f) for f in message.get("files") or [] if isinstance(f, str | dict)]
     return str(message.get("text") or ""), [f for f in files if f]

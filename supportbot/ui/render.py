@@ -21,7 +21,9 @@ from supportbot.session import Session, pending_view
 from supportbot.tools.rounds import DENIED
 from supportbot.ui.inert import inert_markdown, md_escape, upload_image
 
-STEP_MODES = ("all", "tools only", "hidden")
+# compact: one collapsed step per turn (route and tools), so a turn's start stays in view; the agent view
+# beside the chat has the detail. all: the route and every call as its own step.
+STEP_MODES = ("compact", "all", "tools only", "hidden")
 # A chat bubble shows at most this many characters: the browser renders each bubble's markdown
 # on every redraw, and while a turn streams every redraw sends the whole chat again.
 SHOWN_CHARS = 20_000
@@ -41,6 +43,8 @@ class LiveTurn:
     turn: int
     text: str = ""
     pending: dict[str, tuple[str, str]] = field(default_factory=dict)  # call_id -> (name, raw arguments)
+    user: str = ""  # the customer's message, shown at once (before the turn has recorded it)
+    files: list[str] = field(default_factory=list)  # its attachments' names
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -106,6 +110,23 @@ def served_upload(path: Any, uploads: Path | None) -> str | None:
         return None
 
 
+def _code(text: str) -> str:
+    """Inline code that its own text cannot close."""
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _compact_step(session: Session, route: dict[str, Any] | None, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """One collapsed step for a turn: the model and the tools in the title, the reason and each call inside."""
+    names = [md_escape(str(c["name"])) + ("" if c["ok"] else " ✗") for c in calls]
+    title = f"🧭 {md_escape(str(route['model']))}" if route else "🔧"
+    title += f" · 🔧 {', '.join(names)}" if names else " · no tools"
+    lines = [_inert(session, str(route["reason"]))] if route else []
+    for c in calls:
+        outcome = _code(_short(c["result"], 70)) if c["ok"] else inert_markdown(_short(c["error"], 120))
+        lines.append(f"- **{md_escape(str(c['name']))}** {_code(_short(c['arguments'], 60))} → {outcome}")
+    return {"role": "assistant", "content": "\n".join(lines) or "—", "metadata": {"title": title, "status": "done"}}
+
+
 def _inert(session: Session, text: str) -> str:
     """``inert_markdown`` of a stored message, computed once per session and text."""
     cache = _RENDERED.setdefault(session, {}).setdefault("inert", {})
@@ -151,6 +172,8 @@ def chat_view(
         turn = msg.get("turn", 0)
         if msg["role"] == "user":
             out.extend(_user_bubble(session, msg, uploads))
+            if mode == "compact" and (turn in routes or calls.get(turn)):
+                out.append(_compact_step(session, routes.get(turn), calls.get(turn, [])))
             if mode == "all" and turn in routes:
                 r = routes[turn]
                 category = str(r["category"]).replace("_", " ")
@@ -164,7 +187,7 @@ def chat_view(
                         },
                     }
                 )
-            if mode != "hidden":
+            if mode in ("all", "tools only"):
                 out.extend(_cached(session, "step", c, _tool_step) for c in calls.get(turn, []))
             if session.pending_call and session.pending_call.get("turn") == turn:
                 out.extend(pending_steps(session.pending_call))  # shown in every mode: it needs a decision
@@ -183,7 +206,7 @@ def chat_view(
                         for name, args in live.pending.values()
                     )
         elif msg["role"] == "notice":
-            if mode == "all":
+            if mode in ("all", "compact"):
                 out.append(
                     {
                         "role": "assistant",
@@ -195,12 +218,17 @@ def chat_view(
             answered.add(turn)
             content = _inert(session, bounded(str(msg.get("content") or "")))
             if msg.get("stopped"):
-                content = (content + "\n\n" if content else "") + "⏹️ *Stopped.*"
+                content = (content + "\n\n" if content else "") + "⏹️ **Stopped**: you stopped this answer."
             if msg.get("error"):
                 error = _inert(session, str(msg["error"]))
                 head = "⏳ **Limit reached.**" if msg.get("error_kind") == "limit" else "⚠️ **Something went wrong.**"
                 content = (content + "\n\n" if content else "") + f"{head} {error}"
             out.append({"role": "assistant", "content": content or "(no answer)"})
+    if live is not None and live.turn not in turns and (live.user or live.files):
+        # Sent, not yet recorded by the turn (attachments are still being read): shown at once.
+        if live.user:
+            out.append({"role": "user", "content": inert_markdown(bounded(live.user))})
+        out += [{"role": "user", "content": f"📎 *{md_escape(name)}*"} for name in live.files]
     if live is not None and live.text and live.turn not in answered and live.turn in turns:
         out.append({"role": "assistant", "content": inert_markdown(bounded(live.text))})
     return out
