@@ -32,8 +32,8 @@ _MAX_ADDRESS_CHARS = 64
 class Budget(Protocol):
     """What a turn's model requests draw on."""
 
-    async def check(self) -> None:
-        """Raise LimitReached when nothing is left (before a turn starts; takes nothing)."""
+    async def check(self, requests: int = 1) -> None:
+        """Raise LimitReached when fewer than ``requests`` are left (before a turn starts; takes nothing)."""
 
     async def reserve(self) -> None:
         """Take one request before sending it; LimitReached when a bound has no room."""
@@ -45,7 +45,7 @@ class Budget(Protocol):
 class Unlimited:
     """The budget when no bound is set: takes and records nothing."""
 
-    async def check(self) -> None:
+    async def check(self, requests: int = 1) -> None:
         """Nothing to check."""
 
     async def reserve(self) -> None:
@@ -104,12 +104,24 @@ class VisitorBudget:
             resets.isoformat(),
         )
 
-    async def check(self) -> None:
-        """Refuse a turn that could not make even one request."""
+    async def check(self, requests: int = 1) -> None:
+        """Refuse work that could not make ``requests`` requests (a turn needs one; a comparison one per model)."""
         used = await asyncio.to_thread(self.counters.used, [b.scope for b in self.bounds])
         for bound in self.bounds:
             if used[bound.scope] >= bound.allowed:
                 raise self._refused(bound, used[bound.scope])
+        for bound in self.bounds:
+            if (left := bound.allowed - used[bound.scope]) < requests:
+                whose = "You have" if bound.whose == "your" else "This app (all visitors) has"
+                raise LimitReached(
+                    bound.variable,
+                    used[bound.scope],
+                    bound.allowed,
+                    f"{whose} {left:,} of {bound.allowed:,} requests left today ({bound.variable}); this needs at "
+                    f"least {requests:,} (one per model). Nothing was sent; try again after "
+                    f"{self.counters.resets_at():%H:%M} UTC.",
+                    self.counters.resets_at().isoformat(),
+                )
 
     async def reserve(self) -> None:
         """Take one request from every bound, or raise LimitReached naming the one without room."""

@@ -19,7 +19,7 @@ from supportbot.errors import ApiError, ConfigError
 from supportbot.housekeeping import Sweeper
 from supportbot.services import Services
 from supportbot.session import Session
-from supportbot.ui import agent_view, links, render, usage_view
+from supportbot.ui import agent_view, compare, links, render, usage_view
 from supportbot.ui.agent_view import LATEST
 from supportbot.ui.handlers import AUTO, EXAMPLES, Playground
 from supportbot.ui.render import STEP_MODES
@@ -238,6 +238,9 @@ def build_app(
                         )
                         with gr.Accordion("All tool calls as JSON", open=False):
                             tool_json = gr.JSON(value=[], show_label=False)
+                    with gr.Tab("⚖️ Compare", elem_id="sb-compare-tab"):
+                        slot = {"concurrency_limit": limit, "concurrency_id": TURNS}  # two turns' work, one slot
+                        compare.build_tab(pg, model_choices(services), slot)
         # Not shown: what scripts call, and the id the address bar follows.
         session_json = gr.JSON(visible=False)
         load_id = gr.Textbox(visible=False)
