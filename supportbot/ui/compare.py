@@ -214,8 +214,10 @@ def build_tab(pg: Playground, choices: list[tuple[str, str]], turn_options: dict
     state = gr.State(None)
     first = [c for _, c in choices if c != AUTO]
     with gr.Row(equal_height=True):
-        model_a = gr.Dropdown(choices, value=AUTO, label="Model A", min_width=160)
-        model_b = gr.Dropdown(choices, value=first[0] if first else AUTO, label="Model B", min_width=160)
+        model_a = gr.Dropdown(choices, value=AUTO, label="Model A", min_width=160, elem_id="sb-cmp-model-a")
+        model_b = gr.Dropdown(
+            choices, value=first[0] if first else AUTO, label="Model B", min_width=160, elem_id="sb-cmp-model-b"
+        )
     message = gr.Textbox(
         placeholder="One message, sent to both models…", show_label=False, lines=2, max_lines=6, elem_id="sb-cmp-box"
     )
@@ -228,7 +230,9 @@ def build_tab(pg: Playground, choices: list[tuple[str, str]], turn_options: dict
     with gr.Row(equal_height=False, elem_classes="sb-cmp-cols"):
         for label in ("A", "B"):
             with gr.Column(min_width=240, elem_id=f"sb-cmp-{label.lower()}"):
-                chat = gr.Chatbot(label=f"Model {label}", height=420, group_consecutive_messages=False)
+                chat = gr.Chatbot(
+                    label=f"Model {label}", height=380, group_consecutive_messages=False, buttons=["copy_all"]
+                )
                 columns += [chat, gr.HTML(stats_html(Side(), pg.services.pricing, pg.services.settings.plan))]
     result = gr.JSON(visible=False)
     api = gr.Button(visible=False)
@@ -243,5 +247,7 @@ def build_tab(pg: Playground, choices: list[tuple[str, str]], turn_options: dict
         events.append(event)
     stop.click(None, None, None, cancels=events, api_visibility="private")
     reset.click(cmp.reset, [state], outputs, cancels=events, api_visibility="private")
+    for chat in columns[::2]:  # a chat's trash icon starts over too: clearing only the view would come back
+        chat.clear(cmp.reset, [state], outputs, cancels=events, api_visibility="private")
     api.click(cmp.compare_api, [message, model_a, model_b, state], [result, state], api_name="compare", **turn_options)
     return cmp

@@ -102,27 +102,24 @@ def stats_html(side: Side, pricing: Pricing, plan: str, model_name: Any = None) 
     tokens = data["tokens"]
     priced = [c for c in data["cost"]["token_usd"].values() if c is not None]
     at_tokens = f" · {money(min(priced))}–{money(max(priced))} at token prices" if priced else ""
-    rows = [
-        "<tr><th></th><th>model</th><th>latency</th><th>tokens in / out</th><th>requests</th><th>cost</th></tr>",
-        "<tr><th>this turn</th>"
-        + "".join(
-            _cell(v)
-            for v in (
-                model,
-                latency,
-                f"{tokens['prompt']:,} / {tokens['completion']:,}",
-                f"{data['requests']:,}",
-                f"{money(data['cost']['flat_usd'])} flat{at_tokens}",
-            )
-        )
-        + "</tr>",
+    # One metric a row: two columns fit a narrow panel, six would not.
+    several = side.session.turn > 1
+    total_head = f"<th>{plural(side.session.turn, 'turn')}</th>" if several else ""
+    head = f"<tr><th></th><th>this turn</th>{total_head}</tr>"
+    table = [
+        ("model", model, ""),
+        ("latency", latency, ""),
+        (
+            "tokens in / out",
+            f"{tokens['prompt']:,} / {tokens['completion']:,}",
+            f"{whole.prompt_tokens:,} / {whole.completion_tokens:,}",
+        ),
+        ("requests", f"{data['requests']:,}", f"{whole.requests:,}"),
+        ("cost", f"{money(data['cost']['flat_usd'])} flat{at_tokens}", f"{money(whole.flat_cost)} flat"),
     ]
-    if side.session.turn > 1:
-        rows.append(
-            f"<tr><th>{plural(side.session.turn, 'turn')}</th><td></td><td></td>"
-            f"<td>{whole.prompt_tokens:,} / {whole.completion_tokens:,}</td><td>{whole.requests:,}</td>"
-            f"<td>{money(whole.flat_cost)} flat</td></tr>"
-        )
+    rows = [head] + [
+        f"<tr><th>{label}</th>{_cell(now)}{_cell(total) if several else ''}</tr>" for label, now, total in table
+    ]
     flag = ""
     if data["error"]:
         flag = f"<div class='sb-cmp-error'>⚠️ {html.escape(str(data['error']))}</div>"
