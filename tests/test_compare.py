@@ -9,6 +9,7 @@ which no fallback takes (a wrong key is wrong for every model).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,5 +155,24 @@ def test_a_call_that_needs_approval_is_denied_on_both_sides(tmp_path: Path) -> N
         for side in out.values():
             call = refund(side)
             assert not call["ok"] and call["error"] == DENIED and side["answer"] and side["error"] is None
+    finally:
+        demo.close()
+
+
+def test_one_comparison_at_a_time_per_session(tmp_path: Path) -> None:
+    from supportbot.engine import OfflineEngine
+    from supportbot.services import Services
+
+    slow = lambda settings: Services.create(settings, OfflineEngine(stream_delay_s=0.05))  # noqa: E731
+    demo, url = launch_app(tmp_path, slow)
+    try:
+        c = Client(url, verbose=False)
+        first = c.submit(ORDER, "auto", CHOSEN, api_name="/compare")
+        time.sleep(0.5)  # the first is streaming (about 2 s a side)
+        with pytest.raises(AppError, match="A comparison is still running"):
+            compare(c, "What is your return policy?")
+        done = first.result()
+        assert done["a"]["answer"] and done["b"]["answer"] and done["a"]["turn"] == 1
+        assert compare(c, "What is your return policy?")["a"]["turn"] == 2  # free again once it ended
     finally:
         demo.close()

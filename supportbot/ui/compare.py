@@ -57,13 +57,18 @@ class Comparer:
         return picked
 
     async def _start(self, state: CompareState, text: str, models: list[str], request, profile) -> Budget:
-        """Refuse before anything changes (bad model, a busy comparison, no room for both sides); else claim."""
+        """Refuse before anything changes (a busy comparison, no room for both sides); else claim the state."""
         if not text.strip():
             raise SupportbotError("Type a message to compare first.")
         if state.busy:
             raise SupportbotError(BUSY)
-        budget = self.pg.budget(request, profile)  # sign-in, when required, is checked here
-        await budget.check(len(models))  # one request per side at least: both sides are charged
+        state.busy = True  # claimed before the first await: two clicks at once never both start
+        try:
+            budget = self.pg.budget(request, profile)  # sign-in, when required, is checked here
+            await budget.check(len(models))  # one request per side at least: both sides are charged
+        except BaseException:
+            state.busy = False
+            raise
         return budget
 
     async def _side(self, side: Side, text: str, budget: Budget, queue: asyncio.Queue) -> None:
@@ -115,7 +120,6 @@ class Comparer:
             state.busy = False
 
     def _claim(self, state: CompareState, text: str, models: list[str]) -> None:
-        state.busy = True
         for side, model_id in zip(state.sides(), models, strict=True):
             side.selected, side.error, side.latency_ms = model_id, None, None
             side.live = LiveTurn(side.session.turn + 1, user=text)
@@ -158,9 +162,12 @@ class Comparer:
             return
         self._claim(state, text, models)
         running = (gr.Button(visible=False), gr.Button(visible=True))
-        yield (*self.panels(state), "", *running, state)
-        async for _ in self._run(state, text, budget):
-            yield (*self.panels(state), gr.skip(), gr.skip(), gr.skip(), state)
+        try:
+            yield (*self.panels(state), "", *running, state)
+            async for _ in self._run(state, text, budget):
+                yield (*self.panels(state), gr.skip(), gr.skip(), gr.skip(), state)
+        finally:
+            state.busy = False  # also when stopped before the sides started
 
     async def finish(self, state: Any) -> tuple:
         """After a comparison (answered, refused or stopped): the final columns, the buttons back."""
@@ -180,7 +187,7 @@ class Comparer:
         state: Any,
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
-    ) -> tuple:
+    ):
         """/compare for scripts: one message to two models (``auto`` or catalog ids); returns
         ``{"a": side, "b": side}``, each with model, answer, tool_calls, latency_ms, tokens, requests, cost
         and error. A comparison goes on from the previous one in the same client session."""
@@ -192,9 +199,13 @@ class Comparer:
         except SupportbotError as exc:
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
         self._claim(state, text, models)
-        async for _ in self._run(state, text, budget):
-            pass
-        return self.result(state), state
+        try:
+            yield gr.skip(), state  # stored now: a second call from this session sees the comparison running
+            async for _ in self._run(state, text, budget):
+                pass
+        finally:
+            state.busy = False
+        yield self.result(state), state
 
     def result(self, state: CompareState) -> dict[str, Any]:
         """Both sides' last turn as ``/compare`` returns it."""
