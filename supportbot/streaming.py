@@ -9,8 +9,14 @@ from typing import Any
 _END = object()
 
 
-async def batches(events: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
+FRAME_S = 0.04  # a page redrawn 25 times a second reads as live; more frames only cost the server
+
+
+async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIterator[list[Any]]:
     """Yield lists of everything that arrived while the previous batch was being rendered.
+
+    With ``frame_s``, batches are at least that far apart (the first is not held back): a fast stream
+    then costs a redraw per frame instead of one per burst.
 
     Every yield of a Gradio handler costs a render, a postprocess and a send on the
     event loop; one per text delta saturates the loop at a few dozen sessions. Reading
@@ -28,9 +34,13 @@ async def batches(events: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
         queue.put_nowait(_END)
 
     task = asyncio.create_task(pump())
+    loop = asyncio.get_running_loop()
+    last = -frame_s
     try:
         while True:
             batch = [await queue.get()]
+            if (wait := last + frame_s - loop.time()) > 0 and batch[0] is not _END:
+                await asyncio.sleep(wait)  # gather what else arrives within this frame
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = batch[-1] is _END
@@ -39,6 +49,7 @@ async def batches(events: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
             ready = [e for e in items if not isinstance(e, Exception)]
             if ready:
                 yield ready
+                last = loop.time()
             if failure is not None:
                 raise failure
             if ended:

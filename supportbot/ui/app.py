@@ -6,7 +6,9 @@ All per-user data lives in ``gr.State``; the handlers are plain methods tested w
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,13 @@ def blocked_paths(settings: Settings, env: dict[str, str]) -> list[str]:
     return [str(Path(settings.data_dir).resolve()), *extra]
 
 
+def _no_matplotlib_retries() -> None:
+    """Gradio imports matplotlib twice per event to set its backend; when it is not installed, each try
+    searches the whole sys.path again (a failed import is not remembered). Remember it once."""
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # ``import matplotlib`` then fails at once, as it would anyway
+
+
 def build_app(
     settings: Settings | None = None,
     services: Services | None = None,
@@ -109,6 +118,7 @@ def build_app(
     each making its Services with ``worker_services`` (a picklable function; ``Services.create`` by
     default); the pool is ``demo.turn_pool``, for whoever must stop it before the process ends."""
     settings = settings or Settings.load()
+    _no_matplotlib_retries()
     services = services or Services.create(settings)
     runner = TurnRunner(services)
     pool = TurnPool(runner, settings.turn_workers, factory=worker_services) if settings.turn_workers else None
@@ -318,7 +328,7 @@ def build_app(
             api_name="chat",
             concurrency_limit=limit,
             concurrency_id=TURNS,
-        ).then(**bar, api_visibility="private", show_progress="hidden")
+        )  # no approval bar: a script has no page to show it on, it answers a pause with /approve
         steps.change(pg.steps_changed, [steps, state], [chatbot], api_visibility="private")
         turn_sel.input(pg.turn_picked, [turn_sel, state, plan], [timeline], api_visibility="private")
         plan.input(

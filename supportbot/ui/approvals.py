@@ -16,7 +16,7 @@ from supportbot import approval
 from supportbot.errors import SupportbotError
 from supportbot.events import ErrorEvent, TextDelta, ToolCallFinished, ToolCallStarted
 from supportbot.session import Session
-from supportbot.streaming import batches
+from supportbot.streaming import FRAME_S, batches
 from supportbot.ui import render
 from supportbot.ui.render import LiveTurn
 
@@ -87,7 +87,7 @@ class Approvals:
         budget = self.budget(request, profile)  # the resumed requests count like any other
         tmode = tmode if tmode in ("inline", "extraction") else None
         events = self.runner.resume(session, str(call_id or ""), approved, ticket_mode=tmode, budget=budget)
-        async for batch in batches(events):
+        async for batch in batches(events, FRAME_S):
             follow(live, batch)
             yield live
 

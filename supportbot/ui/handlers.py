@@ -28,7 +28,7 @@ from supportbot.errors import SupportbotError
 from supportbot.limits import Allowance, Budget, VisitorBudget, visitor_identity
 from supportbot.services import Services
 from supportbot.session import Session
-from supportbot.streaming import batches
+from supportbot.streaming import FRAME_S, batches
 from supportbot.ui import agent_view, links, render, usage_view
 from supportbot.ui.agent_view import LATEST
 from supportbot.ui.approvals import Approvals, follow
@@ -184,11 +184,24 @@ class Playground(Conversations, Approvals):
         session = session or Session()
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
+        uploads = Path(get_upload_folder())
         try:
-            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, request, profile)):
+            async for batch in batches(
+                self._events(session, text, files, model_id, tmode, progress, request, profile), FRAME_S
+            ):
                 follow(live_turn, batch)
-                chat, _, meter = self.live_panels(session, mode, live_turn)
-                yield chat, render.tools_html(session), render.routes_html(session), meter, gr.skip(), session
+                # Values, never gr.skip(), while streaming: Gradio builds a whole component for each skip,
+                # while an unchanged value costs a comparison and nothing on the wire. The box is not
+                # on any page (scripts call /chat), so its None clears nothing; the last yield keeps it.
+                chat = render.chat_view(session, _mode(mode), live_turn, uploads)
+                yield (
+                    chat,
+                    render.tools_html(session),
+                    render.routes_html(session),
+                    render.context_meter(session),
+                    None,
+                    session,
+                )
         except SupportbotError as exc:
             # All checked before the turn starts: the session is untouched. Scripts get it as an exception;
             # it is the caller's mistake, not the server's, so no traceback in the log.
@@ -249,7 +262,7 @@ class Playground(Conversations, Approvals):
         live = self.live_panels(session, mode, live_turn, LATEST, plan_name)  # a new turn shows itself
         yield (box, "", *live, gr.Dropdown(value=LATEST), gr.skip(), session)
         try:
-            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, *who)):
+            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, *who), FRAME_S):
                 follow(live_turn, batch)
                 # The id goes to the address bar once the turn is stored (a fork has its new id by then).
                 cid = session.conversation_id if session.turn >= live_turn.turn else gr.skip()

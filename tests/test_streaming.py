@@ -1,0 +1,77 @@
+"""batches(): a turn's events regrouped into redraws, as the chat handlers consume them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from supportbot.streaming import batches
+
+
+async def _timed_events(delays: list[float], fail_at: int | None = None):
+    """Events 0..n-1, each after its delay; with ``fail_at``, that one raises instead."""
+    for i, delay in enumerate(delays):
+        await asyncio.sleep(delay)
+        if i == fail_at:
+            raise RuntimeError("upstream broke")
+        yield i
+
+
+async def _collect(events, frame_s: float) -> list[tuple[float, list[int]]]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    return [(loop.time() - start, batch) async for batch in batches(events, frame_s)]
+
+
+def test_events_within_a_frame_arrive_as_one_redraw_and_the_first_is_not_held_back() -> None:
+    # Ten events 5 ms apart: with a 100 ms frame, the first goes out alone at once, the rest together.
+    out = asyncio.run(_collect(_timed_events([0.0] + [0.005] * 9), frame_s=0.1))
+    assert [b for _, b in out][0] == [0]
+    assert out[0][0] < 0.05
+    assert sum((b for _, b in out), []) == list(range(10))  # nothing lost, nothing reordered
+    assert len(out) == 2
+    assert out[1][0] >= 0.1  # the second redraw waited for its frame
+
+
+def test_without_a_frame_each_burst_goes_out_as_it_arrives() -> None:
+    out = asyncio.run(_collect(_timed_events([0.0, 0.03, 0.03, 0.03]), frame_s=0.0))
+    assert [b for _, b in out] == [[0], [1], [2], [3]]
+
+
+def test_a_failure_is_raised_after_the_events_before_it_were_delivered() -> None:
+    async def run() -> list[list[int]]:
+        seen: list[list[int]] = []
+        with pytest.raises(RuntimeError, match="upstream broke"):
+            async for batch in batches(_timed_events([0.0, 0.0, 0.01], fail_at=2), 0.05):
+                seen.append(batch)
+        return seen
+
+    assert sum(asyncio.run(run()), []) == [0, 1]
+
+
+def test_stopping_the_consumer_stops_the_reader() -> None:
+    finished = asyncio.Event()
+
+    async def endless():
+        try:
+            while True:
+                await asyncio.sleep(0.001)
+                yield "delta"
+        finally:
+            finished.set()
+
+    async def run() -> bool:
+        consumer = asyncio.create_task(_drain(batches(endless(), 0.01)))
+        await asyncio.sleep(0.05)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        await asyncio.wait_for(finished.wait(), 1.0)
+        return finished.is_set()
+
+    async def _drain(it) -> None:
+        async for _ in it:
+            pass
+
+    assert asyncio.run(run())
