@@ -241,8 +241,13 @@ def build_tab(pg: Playground, choices: list[tuple[str, str]], turn_options: dict
     with gr.Row(equal_height=False, elem_classes="sb-cmp-cols"):
         for label in ("A", "B"):
             with gr.Column(min_width=240, elem_id=f"sb-cmp-{label.lower()}"):
+                # No label: Gradio draws it over the first lines; the dropdown above names the side.
                 chat = gr.Chatbot(
-                    label=f"Model {label}", height=380, group_consecutive_messages=False, buttons=["copy_all"]
+                    label=f"Model {label}",
+                    show_label=False,
+                    height=380,
+                    group_consecutive_messages=False,
+                    buttons=["copy_all"],
                 )
                 columns += [chat, gr.HTML(stats_html(Side(), pg.services.pricing, pg.services.settings.plan))]
     result = gr.JSON(visible=False)
