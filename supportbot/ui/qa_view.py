@@ -245,7 +245,8 @@ def build_qa_tab(pg: Any, state: gr.State, *, env: Mapping[str, str] | None = No
             latency = gr.Slider(0, most or 10.0, value=0, step=0.5, label="Added latency per request (s)")
             sim_msg = gr.Markdown()
         simulate = gr.State(None)
-        sim_api = gr.Button(visible=False)
+        # /simulate takes plain text and a number, so our own check answers a kind or delay it refuses.
+        sim_api, api_kind, api_latency = gr.Button(visible=False), gr.Textbox(visible=False), gr.Number(visible=False)
     save_btn.click(qa.save_scenario, [state], [save_file, save_code, save_msg], api_name="save_scenario")
     run_btn.click(
         qa.run_scenarios,
@@ -255,7 +256,9 @@ def build_qa_tab(pg: Any, state: gr.State, *, env: Mapping[str, str] | None = No
         concurrency_limit=1,
         concurrency_id=QA_RUNS,
     )
-    sim_api.click(qa.simulate, [kind, latency], [simulate, sim_msg], api_name="simulate")  # first: it gets the name
+    sim_api.click(
+        qa.simulate, [api_kind, api_latency], [simulate, sim_msg], api_name="simulate"
+    )  # first: it gets the name
     for trigger in (kind.input, latency.release):
         trigger(qa.simulate, [kind, latency], [simulate, sim_msg], api_visibility="private")
     return QaTab(simulate)
