@@ -201,6 +201,8 @@ def test_a_simulated_failure_is_this_visitors_only_and_the_chat_stays_usable(tmp
         failed = last_texts(job.result()[0])
         assert "Simulated (QA tab)" in failed and "**server**" in failed
         assert "The model service had trouble (500)" in failed
+        saved = tester.predict(api_name="/save_scenario")[1]  # a saved scenario says which turn was simulated
+        assert "answered = false" in saved and "failure was simulated in the QA tab" in saved
         assert tester.predict("none", 0, api_name="/simulate").startswith("Nothing simulated")
         again = say(tester, ORDER)[0]
         assert "The model service had trouble (500)" in last_texts(again)  # the failed turn is still shown

@@ -224,20 +224,21 @@ def build_qa_tab(pg: Any, state: gr.State, *, env: Mapping[str, str] | None = No
     offline = pg.services.clients.engine is not None
     qa = QaHandlers(pg, max_scenarios)
     with gr.Tab("🧪 QA", elem_id="sb-qa"):
-        gr.Markdown("**Save as scenario** — this conversation as a regression test (TOML) to trim and keep.")
-        save_btn = gr.Button("💾 Save as scenario", size="sm")
-        save_msg = gr.Markdown()
-        save_file = gr.File(label="Scenario file", interactive=False)
-        save_code = gr.Code(label="Scenario (TOML)", language=None, interactive=False, max_lines=24)
         gr.Markdown(
             "**Run scenarios** — each in its own fresh demo shop, never this conversation"
             + (f"; at most {max_scenarios} per run here, counted in your daily requests." if max_scenarios else ".")
         )
         picks = gr.CheckboxGroup(shipped_scenarios(), label="Shipped scenarios", elem_id="sb-qa-picks")
-        upload = gr.File(label="…or upload one scenario (.toml)", file_types=[".toml"], type="filepath")
+        upload = gr.File(label="…or upload one scenario (.toml)", file_types=[".toml"], type="filepath", height=110)
         run_btn = gr.Button("▶️ Run scenarios", variant="primary", size="sm", elem_id="sb-qa-run")
         run_msg = gr.Markdown(elem_id="sb-qa-summary")
         results = gr.Dataframe(value=_table([]), headers=HEADERS, interactive=False, wrap=True, elem_id="sb-qa-results")
+        gr.Markdown("**Save as scenario** — this conversation as a regression test (TOML) to trim and keep.")
+        save_btn = gr.Button("💾 Save as scenario", size="sm", elem_id="sb-qa-save")
+        save_msg = gr.Markdown()
+        with gr.Accordion("The saved scenario", open=True):
+            save_file = gr.File(label="Scenario file", interactive=False, height=60)
+            save_code = gr.Code(label="Scenario (TOML)", language=None, interactive=False, max_lines=20)
         with gr.Group(visible=offline):
             gr.Markdown("**Simulate** (offline engine) — make your own turns fail, to see each error path.")
             kinds, most = pg.services.clients.simulation_choices()
@@ -256,9 +257,8 @@ def build_qa_tab(pg: Any, state: gr.State, *, env: Mapping[str, str] | None = No
         concurrency_limit=1,
         concurrency_id=QA_RUNS,
     )
-    sim_api.click(
-        qa.simulate, [api_kind, api_latency], [simulate, sim_msg], api_name="simulate"
-    )  # first: it gets the name
+    # Wired before the controls' own events, so this one gets the api_name.
+    sim_api.click(qa.simulate, [api_kind, api_latency], [simulate, sim_msg], api_name="simulate")
     for trigger in (kind.input, latency.release):
         trigger(qa.simulate, [kind, latency], [simulate, sim_msg], api_visibility="private")
     return QaTab(simulate)
