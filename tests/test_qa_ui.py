@@ -7,6 +7,7 @@ import asyncio
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -191,6 +192,7 @@ def test_a_run_the_visitors_budget_cannot_cover_is_refused(tmp_path: Path):
 def test_a_simulated_failure_is_this_visitors_only_and_the_chat_stays_usable(tmp_path: Path, workers: int):
     demo, url = launch_app(tmp_path, turn_workers=workers)
     try:
+        assert simulate_group_visible(url) is True
         tester, other = Client(url, verbose=False), Client(url, verbose=False)
         note = tester.predict("server", 1.5, api_name="/simulate")
         assert "server" in note and "Other visitors are not affected" in note
@@ -217,8 +219,9 @@ def test_simulate_is_refused_unless_the_engine_is_the_offline_one(tmp_path: Path
     cassette = ASSETS_DIR / "cassettes" / "order-escalation.jsonl"
     demo, url = launch_app(tmp_path, engine="replay", cassette_path=cassette)
     try:
+        assert simulate_group_visible(url) is False  # the controls are hidden...
         with pytest.raises(AppError, match="Simulated failures need the offline engine"):
-            Client(url, verbose=False).predict("rate_limit", 0, api_name="/simulate")
+            Client(url, verbose=False).predict("rate_limit", 0, api_name="/simulate")  # ...and the API refuses
     finally:
         demo.close()
     live = Settings.load(
@@ -243,6 +246,24 @@ def test_simulate_is_refused_unless_the_engine_is_the_offline_one(tmp_path: Path
             offline.simulation(None, bad)
     with pytest.raises(SupportbotError, match="Unknown failure kind"):
         offline.simulation("meteor", 0)
+
+
+def simulate_group_visible(url: str) -> bool:
+    """Whether the group holding the Simulate controls is visible, read from the page's config."""
+    config = httpx.get(url + "config").json()
+    components = {c["id"]: c for c in config["components"]}
+    target = next(c["id"] for c in config["components"] if c["props"].get("elem_id") == "sb-qa-fail")
+
+    def parents(node, trail):
+        if node["id"] == target:
+            return trail
+        for child in node.get("children", ()):
+            if (found := parents(child, [*trail, node["id"]])) is not None:
+                return found
+        return None
+
+    group = next(i for i in reversed(parents(config["layout"], [])) if components[i]["type"] == "group")
+    return components[group]["props"]["visible"]
 
 
 async def _first(events):
