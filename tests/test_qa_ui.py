@@ -89,8 +89,11 @@ def test_a_shipped_scenario_runs_and_passes_and_is_charged_to_the_visitor(qa_app
     url, services, _ = qa_app
     client = Client(url, verbose=False)
     budget = services.budget("ip:127.0.0.1")
+    say(client, REFUND)  # the visitor's own conversation, which the run must leave alone
+    session_before = client.predict(api_name="/session")
     used_before = budget.allowance().bounds[0][1]
     table, summary = client.predict(["example-1-order"], None, api_name="/run_scenarios")
+    assert client.predict(api_name="/session") == session_before
     assert summary == "1 scenario: 1 passed"
     assert table["headers"] == ["scenario", "step", "expectation", "result", "detail"]
     rows = table["data"]
