@@ -24,7 +24,7 @@ Done with finish reason "approval"); ``resume_turn`` finishes that round and goe
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -91,12 +91,14 @@ class Agent:
         system_prompt: str = SYSTEM_PROMPT,
         budget: Budget = NO_LIMIT,
         steps_done: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Event]:
         """Stream one turn's events; ``history`` ends with the new user message (and any tool rounds the turn
         completed before, ``steps_done`` of them) and is not modified.
 
         Every request is reserved from ``budget`` before it is sent and settled with the SDK's
-        attempts after; when the budget is spent the turn ends with an ErrorEvent of kind "limit"."""
+        attempts after; when the budget is spent the turn ends with an ErrorEvent of kind "limit". ``headers``
+        go with every request (the offline engine's simulated failures)."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}, *history]
         added: list[dict[str, Any]] = []
         tools = self.registry.schemas() if model.capabilities.tools else None
@@ -112,7 +114,7 @@ class Agent:
                 return
             started = time.perf_counter()
             try:
-                async for delta in self._stream(messages, model, tools, rnd, started):
+                async for delta in self._stream(messages, model, tools, rnd, started, headers):
                     text += delta
                     yield TextDelta(delta)
             except _Failed as failed:
@@ -194,7 +196,9 @@ class Agent:
             # What the turn adds to memory includes the round finished here.
             yield replace(event, messages=[*partial, *event.messages]) if isinstance(event, Done) else event
 
-    async def _stream(self, messages, model: ModelInfo, tools, rnd: _Round, started: float) -> AsyncIterator[str]:
+    async def _stream(
+        self, messages, model: ModelInfo, tools, rnd: _Round, started: float, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[str]:
         """One streamed request; fills ``rnd`` and yields content deltas."""
         import openai  # here, not at the top: start-up does not pay for the SDK's import (see app.py)
 
@@ -207,6 +211,8 @@ class Agent:
         }
         if tools:
             kwargs["tools"] = tools
+        if headers:
+            kwargs["extra_headers"] = dict(headers)
         seen_chunk = opened = False
         try:
             try:

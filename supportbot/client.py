@@ -11,18 +11,52 @@ the message a person can act on (``describe_api_error``).
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from supportbot.config import Settings, redact
-from supportbot.errors import ApiError
+from supportbot.errors import ApiError, SupportbotError
 from supportbot.routing.catalog import ModelInfo
 
 if TYPE_CHECKING:  # the SDK costs ~0.5 s to import: loaded on the first request, not at start-up
     import openai
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A tester's simulated trouble for one visitor's turns on the offline engine: a failure kind, a delay.
+
+    It travels with each turn (as an argument, to a worker process too) and becomes per-request
+    headers, so one visitor's simulation never touches another's requests. Made by
+    ``ClientFactory.simulation``, which checks it; ``headers()`` is what the agent sends."""
+
+    failure: str | None = None
+    latency_s: float = 0.0
+    fail_header: str = ""
+    latency_header: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is simulated."""
+        return bool(self.failure) or self.latency_s > 0
+
+    def headers(self) -> dict[str, str]:
+        """The request headers the offline engine honours (empty when nothing is simulated)."""
+        out = {self.fail_header: self.failure} if self.failure else {}
+        if self.latency_s > 0:
+            out[self.latency_header] = f"{self.latency_s:g}"
+        return out
+
+    def describe(self) -> str:
+        """What the chat says about a simulated turn."""
+        parts = [f"the failure **{self.failure}**"] if self.failure else []
+        parts += [f"{self.latency_s:g} s of added latency per request"] if self.latency_s > 0 else []
+        return "🧪 Simulated (QA tab): the offline engine answers this turn with " + " and ".join(parts) + "."
 
 
 class ClientFactory:
@@ -73,6 +107,42 @@ class ClientFactory:
 
             return REPLAY_BASE_URL
         return self.settings.base_url
+
+    def simulation(self, failure: str | None, latency_s: float | None) -> Simulation:
+        """A checked Simulation; SupportbotError unless the engine is the offline one, or for a bad kind
+        or delay (the delay is capped by the engine's MAX_LATENCY_S)."""
+        if self.engine is None:
+            raise SupportbotError(
+                "Simulated failures need the offline engine (no OXLO_API_KEY, SUPPORTBOT_ENGINE=offline): this app "
+                "answers from a live service or a recording."
+            )
+        from supportbot.engine import FAIL_HEADER, FAILURE_KINDS, LATENCY_HEADER, MAX_LATENCY_S
+
+        failure = failure or None
+        if failure is not None and failure not in FAILURE_KINDS:
+            raise SupportbotError(f"Unknown failure kind {str(failure)[:40]!r}; known: {', '.join(FAILURE_KINDS)}.")
+        try:
+            latency = float(latency_s or 0)
+        except (TypeError, ValueError):
+            latency = math.nan
+        if not 0 <= latency <= MAX_LATENCY_S:  # also refuses NaN
+            raise SupportbotError(f"Added latency must be from 0 to {MAX_LATENCY_S:g} seconds.")
+        return Simulation(failure, latency, FAIL_HEADER, LATENCY_HEADER)
+
+    def simulation_choices(self) -> tuple[tuple[str, ...], float]:
+        """(failure kinds, the most added latency) a Simulation may name; none without the offline engine."""
+        if self.engine is None:
+            return (), 0.0
+        from supportbot.engine import FAILURE_KINDS, MAX_LATENCY_S
+
+        return FAILURE_KINDS, MAX_LATENCY_S
+
+    def headers_for(self, simulation: Simulation | None) -> dict[str, str]:
+        """The headers a turn sends for ``simulation``; SupportbotError when the engine is not the offline one."""
+        if simulation is None or not simulation.active:
+            return {}
+        checked = self.simulation(simulation.failure, simulation.latency_s)
+        return checked.headers()
 
     def get(self) -> openai.AsyncOpenAI:
         """The client for the running event loop."""

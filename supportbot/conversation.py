@@ -33,6 +33,7 @@ from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepar
 from supportbot.attachments.intake import Attachments, log_limits, sort_files
 from supportbot.attachments.logs import LogFile, open_log
 from supportbot.attachments.message import fence_logs, image_meta, user_message, with_images
+from supportbot.client import Simulation
 from supportbot.errors import SupportbotError
 from supportbot.events import (
     ErrorEvent,
@@ -130,22 +131,28 @@ class TurnRunner:
         ticket_mode: str | None = None,
         progress: Progress | None = None,
         budget: Budget = NO_LIMIT,
+        simulate: Simulation | None = None,
     ) -> AsyncIterator[Event]:
         """Run one turn and yield its events; ``session`` is updated as they happen.
 
         Every model request of the turn draws on ``budget``; a turn that could not make one is
-        refused before it starts (LimitReached), like bad input: the session is untouched."""
+        refused before it starts (LimitReached), like bad input: the session is untouched. ``simulate``
+        (offline engine only) sends every request of the turn with a failure or delay the engine acts out."""
         text = (text or "").strip()
         if not text and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
         approval.refuse_new_message(session)
         mode = self._ticket_mode(ticket_mode)
+        headers = self.s.clients.headers_for(simulate)  # refused here, before anything changed, unless offline
         await budget.check()
         claim(session)
         report = progress or (lambda _f, _d: None)
         try:
             turn = await self._prepare(session, text, list(files or []), selected, report)
-            turn.budget = budget
+            turn.budget, turn.headers = budget, headers
+            if simulate is not None and headers:  # the chat (and the stored turn) say what was simulated
+                turn.notes.append(simulate.describe())
+                session.messages.append({"role": "notice", "content": turn.notes[-1], "turn": turn.number})
             yield RouteChosen(turn.decision)
             for note in turn.notes:
                 yield Notice(note)
@@ -307,8 +314,9 @@ class TurnRunner:
                 events = self._agent_run(turn, ctx)
 
     def _agent_run(self, turn: TurnState, ctx: ToolContext) -> AsyncIterator[Event]:
+        history, steps = turn.agent_history(), turn.steps
         return self.s.agent.run_turn(
-            turn.agent_history(), turn.model, ctx, turn=turn.number, budget=turn.budget, steps_done=turn.steps
+            history, turn.model, ctx, turn=turn.number, budget=turn.budget, steps_done=steps, headers=turn.headers
         )
 
     async def _switch(self, session: Session, turn: TurnState, error: ErrorEvent, to: ModelInfo) -> FallbackStarted:

@@ -60,6 +60,7 @@ class TurnState:
     notes: list[str] = field(default_factory=list)
     sandbox: Sandbox | None = None  # the conversation's view of the demo shop
     budget: Budget = NO_LIMIT  # the visitor's spending bounds; every model request draws on it
+    headers: dict[str, str] = field(default_factory=dict)  # sent with each request (a simulated failure)
     image_paths: list[Path] = field(default_factory=list)  # to prepare the images again for a fallback model
     answer: str = ""
     carried: list[dict[str, Any]] = field(default_factory=list)  # tool rounds an earlier run of the turn completed

@@ -13,14 +13,23 @@ It counts tokens its own way (``engine.tokens``) and reads logs its own way
 the product did not write.
 
 Failure injection (``protocol.FAILURE_KINDS``): ``engine.inject(kind, times)``,
-the request header ``X-Supportbot-Fail: <kind>``, or the model id ``fail-<kind>``.
+the request header ``X-Supportbot-Fail: <kind>``, or the model id ``fail-<kind>``. The header
+``X-Supportbot-Latency: <seconds>`` adds a delay to one request (at most ``MAX_LATENCY_S``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from supportbot.engine.core import FAIL_HEADER, FAIL_MODEL_PREFIX, OWN_MODEL_ID, OfflineEngine, load_windows
+from supportbot.engine.core import (
+    FAIL_HEADER,
+    FAIL_MODEL_PREFIX,
+    LATENCY_HEADER,
+    MAX_LATENCY_S,
+    OWN_MODEL_ID,
+    OfflineEngine,
+    load_windows,
+)
 from supportbot.engine.protocol import FAILURE_KINDS
 
 OFFLINE_BASE_URL = "http://offline.engine/v1"
@@ -29,6 +38,8 @@ __all__ = [
     "FAILURE_KINDS",
     "FAIL_HEADER",
     "FAIL_MODEL_PREFIX",
+    "LATENCY_HEADER",
+    "MAX_LATENCY_S",
     "OFFLINE_BASE_URL",
     "OWN_MODEL_ID",
     "OfflineEngine",

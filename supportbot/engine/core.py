@@ -18,6 +18,10 @@ from supportbot.engine.validation import validate_chat
 
 OWN_MODEL_ID = "offline-demo-engine"
 FAIL_HEADER = "x-supportbot-fail"
+# Seconds added before this request's answer (a tester's "slow service"), at most MAX_LATENCY_S: a
+# header anyone can send must not hold a request (and its slot) for long.
+LATENCY_HEADER = "x-supportbot-latency"
+MAX_LATENCY_S = 10.0
 FAIL_MODEL_PREFIX = "fail-"
 # Used when an injected context_length failure names a model the engine has no window for.
 DEFAULT_WINDOW = 8192
@@ -121,16 +125,19 @@ class OfflineEngine:
             if self.keep_requests:
                 self.requests.append(body)
         try:
+            delay = self.latency_s + latency_for(headers)
             kind = self._failure_for(headers, body)
             if kind in p.FAILURES:
-                return self._injected_error(kind, body)
+                outcome = self._injected_error(kind, body)
+                outcome.latency_s = delay
+                return outcome
             validate_chat(body)
             if kind is None or not body["model"].startswith(FAIL_MODEL_PREFIX):
                 self._check_model(body)
         except p.RequestInvalid as err:
             return p.error_outcome(err)
         outcome = self._complete(body, kind)
-        outcome.latency_s = self.latency_s
+        outcome.latency_s = delay
         return outcome
 
     def _failure_for(self, headers: Mapping[str, str], body: Any) -> str | None:
@@ -246,6 +253,20 @@ class OfflineEngine:
             events=events,
             event_delay_s=self.stream_delay_s,
         )
+
+
+def latency_for(headers: Mapping[str, str]) -> float:
+    """Seconds the ``x-supportbot-latency`` header asks for, capped at MAX_LATENCY_S; 400 for a bad value."""
+    raw = headers.get(LATENCY_HEADER)
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw[:32])
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):  # also refuses NaN
+        raise p.RequestInvalid(400, f"{LATENCY_HEADER} must be a number of seconds from 0 (got {raw[:32]!r})")
+    return min(seconds, MAX_LATENCY_S)
 
 
 def truncate_to_tokens(text: str, limit: int) -> str:

@@ -22,6 +22,7 @@ from supportbot.session import Session
 # Ticket fields that say what the conversation was; ids, free text and the action log vary run to run.
 TICKET_FIELDS = ("category", "status", "priority", "language", "sentiment", "order_ids", "customer")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+SIMULATED = "🧪 Simulated"  # how ``client.Simulation.describe`` starts its note in the chat
 
 
 def scenario_from_session(session: Session, *, name: str | None = None) -> str:
@@ -58,6 +59,10 @@ def _turn(session: Session, message: dict[str, Any], turn: Any, *, last: bool) -
     if forced:
         out.append(f"model = {_value(forced)}")
     out += ["", "[turns.expect]"]
+    notices = (m for m in session.messages if m.get("turn") == turn and m.get("role") == "notice")
+    if any(str(m.get("content", "")).startswith(SIMULATED) for m in notices):
+        # A scenario cannot simulate: what failed here on purpose answers when the scenario runs.
+        out.append("# this turn's failure was simulated in the QA tab: expect what the turn should do without it")
     answers = [m for m in session.messages if m.get("turn") == turn and m.get("role") == "assistant"]
     if answers and answers[-1].get("error"):
         out.append("answered = false")

@@ -22,6 +22,7 @@ from supportbot.config import ASSETS_DIR, Settings
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
 from supportbot.events import Done, ErrorEvent, Event
+from supportbot.limits import NO_LIMIT, Budget
 from supportbot.qa import generate
 from supportbot.qa.scenario import Expect, Scenario
 from supportbot.services import Services
@@ -85,8 +86,13 @@ async def run_scenario(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     dotenv_path: str | Path | None = ".env",
+    settings: Settings | None = None,
+    budget: Budget = NO_LIMIT,
 ) -> ScenarioResult:
-    """Play ``scenario`` in fresh Services and check every expectation; ConfigError for bad settings."""
+    """Play ``scenario`` in fresh Services and check every expectation; ConfigError for bad settings.
+
+    ``settings`` (an app's own) replaces loading them; ``budget`` is what each model request draws on
+    (the UI passes the visitor's, so a Space's spending bounds hold for scenarios too)."""
     result = ScenarioResult(scenario.name, scenario.source)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="supportbot-qa-") as tmp:
@@ -100,17 +106,22 @@ async def run_scenario(
             "visitor_requests_per_day": 0,
             "requests_per_day": 0,
         }
-        settings = Settings.load({**(overrides or {}), **fresh}, environ=environ, dotenv_path=dotenv_path)
-        services = Services.create(settings)
+        if settings is not None:  # the app's settings, already valid; its own database stays out of it
+            settings = Settings.model_validate({**settings.model_dump(), **fresh, "turn_workers": 0})
+        else:
+            settings = Settings.load({**(overrides or {}), **fresh}, environ=environ, dotenv_path=dotenv_path)
+        services = await asyncio.to_thread(Services.create, settings)  # seeding a database: off the loop
         try:
-            result.checks = await _play(services, scenario, model, Path(tmp))
+            result.checks = await _play(services, scenario, model, Path(tmp), budget)
         finally:
             services.close()
     result.seconds = time.perf_counter() - started
     return result
 
 
-async def _play(services: Services, scenario: Scenario, model: str | None, tmp: Path) -> list[Check]:
+async def _play(
+    services: Services, scenario: Scenario, model: str | None, tmp: Path, budget: Budget = NO_LIMIT
+) -> list[Check]:
     runner, session, checks = TurnRunner(services), Session(), []
     for step, turn in enumerate(scenario.turns, 1):
         chosen = model or turn.model
@@ -120,20 +131,22 @@ async def _play(services: Services, scenario: Scenario, model: str | None, tmp: 
         files = [ASSETS_DIR / a for a in turn.attachments]
         files += [await asyncio.to_thread(generate.make, g, tmp / f"turn-{step}") for g in turn.generate]
         try:
-            outcome = await play_turn(runner, session, turn.text, files, chosen)
+            outcome = await play_turn(runner, session, turn.text, files, chosen, budget)
         except Exception as exc:  # a crash is a failed step, reported with the rest, not a stopped run
             return [*checks, Check(step, "turn runs", "fail", f"{type(exc).__name__}: {exc}")]
         checks += check_turn(step, turn.expect, outcome, forced=model is not None)
     return checks
 
 
-async def play_turn(runner: TurnRunner, session: Session, text: str, files: list[Path], model: str | None) -> _Outcome:
+async def play_turn(
+    runner: TurnRunner, session: Session, text: str, files: list[Path], model: str | None, budget: Budget = NO_LIMIT
+) -> _Outcome:
     """Run one turn and gather what it did; a refused turn (bad input) is an outcome, not an error."""
     before = (json.dumps(session.to_json(), default=str), copy.deepcopy(session.history))
     counts = len(session.routes), len(session.tool_calls), len(session.usage), len(session.messages)
     out = _Outcome()
     try:
-        async for event in runner.run(session, text, files, selected=model):
+        async for event in runner.run(session, text, files, selected=model, budget=budget):
             out.events.append(event)
     except SupportbotError as exc:
         out.refused = str(exc)

@@ -132,7 +132,9 @@ class Turn(_Strict):
             pure = PurePosixPath(p)
             if pure.is_absolute() or ".." in pure.parts or "\\" in p:
                 raise ValueError(f"{p!r}: attachments are paths inside assets/, like 'samples/checkout-error.png'")
-            if not (ASSETS_DIR / pure).is_file():
+            found = (ASSETS_DIR / pure).resolve()
+            # Resolved, so a link inside assets/ cannot lead out of it.
+            if not found.is_relative_to(ASSETS_DIR.resolve()) or not found.is_file():
                 raise ValueError(f"{p!r}: no such file in {ASSETS_DIR}")
         return paths
 
@@ -170,6 +172,34 @@ def load_text(text: str, source: str) -> Scenario:
     if not scenario.name:
         scenario = scenario.model_copy(update={"name": Path(source).stem})
     scenario._source = source
+    return scenario
+
+
+def load_untrusted(
+    data: bytes, source: str, *, max_bytes: int, max_turns: int, max_log_tokens: int, blocked: list[Path]
+) -> Scenario:
+    """A scenario a stranger uploaded: at most ``max_bytes`` of UTF-8 TOML, ``max_turns`` turns, generated logs of
+    ``max_log_tokens`` in all, and no attachment under a ``blocked`` folder (the data directory); else
+    ScenarioError saying which bound it broke."""
+    if len(data) > max_bytes:
+        raise ScenarioError(source, f"the file is {len(data):,} bytes; a scenario may have at most {max_bytes:,}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScenarioError(source, "not UTF-8 text: a scenario is a TOML file") from None
+    scenario = load_text(text, source)
+    if len(scenario.turns) > max_turns:
+        raise ScenarioError(source, f"{len(scenario.turns)} turns; an uploaded scenario may have at most {max_turns}")
+    tokens = sum(int(g.partition(":")[2]) for t in scenario.turns for g in t.generate if g.startswith("log:"))
+    if tokens > max_log_tokens:
+        raise ScenarioError(
+            source, f"generated logs of {tokens:,} tokens; an uploaded scenario may generate {max_log_tokens:,}"
+        )
+    roots = [b.resolve() for b in blocked]
+    for n, turn in enumerate(scenario.turns, 1):
+        for a in turn.attachments:
+            if any((ASSETS_DIR / a).resolve().is_relative_to(r) for r in roots):
+                raise ScenarioError(source, f"turns[{n - 1}].attachments: {a!r} is not a file a scenario may attach")
     return scenario
 
 

@@ -24,6 +24,7 @@ from supportbot.session import Session
 from supportbot.ui import agent_view, compare, links, render, usage_view
 from supportbot.ui.agent_view import LATEST
 from supportbot.ui.handlers import AUTO, EXAMPLES, Playground
+from supportbot.ui.qa_view import build_qa_tab
 from supportbot.ui.render import STEP_MODES
 from supportbot.workers import TurnPool
 
@@ -251,6 +252,7 @@ def build_app(
                     with gr.Tab("⚖️ Compare", elem_id="sb-compare-tab"):
                         slot = {"concurrency_limit": limit, "concurrency_id": TURNS}  # two turns' work, one slot
                         compare.build_tab(pg, model_choices(services), slot)
+                    qa = build_qa_tab(pg, state)  # its own events: /save_scenario, /run_scenarios, /simulate
         # Not shown: what scripts call, and the id the address bar follows.
         session_json = gr.JSON(visible=False)
         load_id = gr.Textbox(visible=False)
@@ -265,7 +267,7 @@ def build_app(
         detail = [tool_json, ticket_html, ticket_json, usage_html, usage_plot, turn_sel]
         panels = [chatbot, timeline, meter, *detail]
         conv = [cid_box, recent_store, recent_list]
-        turn_inputs = [model, steps, ticket_mode, state, plan, turn_sel]
+        turn_inputs = [model, steps, ticket_mode, state, plan, turn_sel, qa.simulate]
         turn_outputs = [msg, note, chatbot, timeline, meter, turn_sel, cid_box, state]
         finish_inputs = [steps, state, plan, turn_sel, recent_store]
         finish_outputs = [msg, note, *panels, *conv]
@@ -323,7 +325,7 @@ def build_app(
         # Scripts: /chat keeps its inputs and outputs (message, model, steps, ticket mode -> chat and panels).
         api_btn.click(
             pg.chat,
-            [msg, model, steps, ticket_mode, state],
+            [msg, model, steps, ticket_mode, state, qa.simulate],
             [chatbot, api_tools, api_routes, meter, msg, state],
             api_name="chat",
             concurrency_limit=limit,

@@ -22,6 +22,7 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from supportbot.client import Simulation
 from supportbot.config import ASSETS_DIR
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
@@ -155,7 +156,7 @@ class Playground(Conversations, Approvals):
 
     # --- a turn -------------------------------------------------------------------------------
 
-    def _events(self, session, text, files, model_id, tmode, progress, request, profile):
+    def _events(self, session, text, files, model_id, tmode, progress, request, profile, simulate=None):
         """The turn's events (SupportbotError at the first one for bad input or a refused budget)."""
         return self.runner.run(
             session,
@@ -165,6 +166,7 @@ class Playground(Conversations, Approvals):
             ticket_mode=tmode or self.services.settings.ticket_mode,
             progress=lambda f, d: progress(f, desc=d),
             budget=self.budget(request, profile),  # every model request of the turn draws on it
+            simulate=simulate if isinstance(simulate, Simulation) else None,  # the QA tab's, this visitor's
         )
 
     async def chat(
@@ -174,6 +176,7 @@ class Playground(Conversations, Approvals):
         mode: str = "all",
         tmode: str = "inline",
         session: Session | None = None,
+        simulate: Simulation | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress tracker
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
@@ -186,9 +189,8 @@ class Playground(Conversations, Approvals):
         live_turn = LiveTurn(session.turn + 1)
         uploads = Path(get_upload_folder())
         try:
-            async for batch in batches(
-                self._events(session, text, files, model_id, tmode, progress, request, profile), FRAME_S
-            ):
+            events = self._events(session, text, files, model_id, tmode, progress, request, profile, simulate)
+            async for batch in batches(events, FRAME_S):
                 follow(live_turn, batch)
                 # Values, never gr.skip(), while streaming: Gradio builds a whole component for each skip,
                 # while an unchanged value costs a comparison and nothing on the wire. The box is not
@@ -218,12 +220,13 @@ class Playground(Conversations, Approvals):
         session: Session | None,
         plan_name: str | None,
         selected: Any,
+        simulate: Simulation | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):
         """The message box: start a turn and stream it (outputs: see ``_turn``)."""
-        args = (model_id, mode, tmode, session, plan_name, selected, progress, request, profile)
+        args = (model_id, mode, tmode, session, plan_name, selected, simulate, progress, request, profile)
         async for out in self._turn(message, True, *args):
             yield out
 
@@ -236,17 +239,18 @@ class Playground(Conversations, Approvals):
         session: Session | None,
         plan_name: str | None,
         selected: Any,
+        simulate: Simulation | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ):
         """An example button: its message is sent as is, and whatever is in the box stays there."""
         message = example_message(index) if isinstance(index, int) and 0 <= index < len(EXAMPLES) else None
-        args = (model_id, mode, tmode, session, plan_name, selected, progress, request, profile)
+        args = (model_id, mode, tmode, session, plan_name, selected, simulate, progress, request, profile)
         async for out in self._turn(message, False, *args):
             yield out
 
-    async def _turn(self, message, from_box, model_id, mode, tmode, session, plan_name, selected, progress, *who):
+    async def _turn(self, message, from_box, model_id, mode, tmode, session, plan_name, selected, sim, progress, *who):
         """Outputs: (box, note, chat, timeline, meter, turn picker, conversation id, session)."""
         session = session if isinstance(session, Session) else Session()
         text, files = parse_message(message)
@@ -262,7 +266,9 @@ class Playground(Conversations, Approvals):
         live = self.live_panels(session, mode, live_turn, LATEST, plan_name)  # a new turn shows itself
         yield (box, "", *live, gr.Dropdown(value=LATEST), gr.skip(), session)
         try:
-            async for batch in batches(self._events(session, text, files, model_id, tmode, progress, *who), FRAME_S):
+            async for batch in batches(
+                self._events(session, text, files, model_id, tmode, progress, *who, sim), FRAME_S
+            ):
                 follow(live_turn, batch)
                 # The id goes to the address bar once the turn is stored (a fork has its new id by then).
                 cid = session.conversation_id if session.turn >= live_turn.turn else gr.skip()

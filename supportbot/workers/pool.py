@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from supportbot.client import Simulation
 from supportbot.config import Settings
 from supportbot.conversation import Progress, TurnRunner
 from supportbot.errors import SupportbotError
@@ -138,11 +139,12 @@ class TurnPool:
         ticket_mode: str | None = None,
         progress: Progress | None = None,
         budget: Budget = NO_LIMIT,
+        simulate: Simulation | None = None,
     ) -> AsyncIterator[Event]:
-        """``TurnRunner.run``, in a worker."""
+        """``TurnRunner.run``, in a worker (the simulation goes along with the turn)."""
         if not (text or "").strip() and not files:
             raise SupportbotError("Type a message or attach a screenshot or log first.")
-        args = (text, [str(f) for f in files or ()], selected, ticket_mode)
+        args = (text, [str(f) for f in files or ()], selected, ticket_mode, simulate)
         async for event in self._job("run", session, args, progress, budget):
             yield event
 

@@ -81,9 +81,16 @@ async def _play(runner: TurnRunner, message: tuple, send: Callable[[tuple], None
         send(("progress", job, fraction, description))
 
     if kind == "run":
-        text, files, selected, ticket_mode = args
+        text, files, selected, ticket_mode, simulate = args
         events = runner.run(
-            session, text, files, selected=selected, ticket_mode=ticket_mode, progress=progress, budget=budget
+            session,
+            text,
+            files,
+            selected=selected,
+            ticket_mode=ticket_mode,
+            progress=progress,
+            budget=budget,
+            simulate=simulate,
         )
     else:
         call_id, approved, ticket_mode = args
