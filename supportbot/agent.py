@@ -50,6 +50,9 @@ from supportbot.routing.catalog import ModelInfo
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
 from supportbot.tools.rounds import Call, confirm_set, finish_round, run_calls
 
+# A request with a simulated failure waits this long at most: above the engine's largest simulated latency (10 s).
+SIMULATED_TIMEOUT_S = 12.0
+
 SYSTEM_PROMPT = "\n".join(
     [
         "You are a helpful customer-support agent for an online shop.",
@@ -213,6 +216,9 @@ class Agent:
             kwargs["tools"] = tools
         if headers:
             kwargs["extra_headers"] = dict(headers)
+            # A simulated hang must not hold a turn slot for the real timeout times every retry (minutes
+            # on a public Space): long enough for the largest simulated latency, then it counts as a timeout.
+            kwargs["timeout"] = min(self.settings.request_timeout, SIMULATED_TIMEOUT_S)
         seen_chunk = opened = False
         try:
             try:

@@ -168,6 +168,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any  # the parsed JSON body, or None
+    timeout: dict[str, float | None] | None = None  # the client's timeouts for this request (httpx's extension)
 
 
 class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -234,7 +235,9 @@ class ScriptedModel(httpx.BaseTransport, httpx.AsyncBaseTransport):
             body = None
         path = request.url.path.rstrip("/")
         with self._lock:
-            self.requests.append(Recorded(request.method, path, dict(request.headers), body))
+            self.requests.append(
+                Recorded(request.method, path, dict(request.headers), body, request.extensions.get("timeout"))
+            )
             if not path.endswith("/chat/completions"):
                 return self._other(request.method, path), body, 0
             if request.method != "POST":

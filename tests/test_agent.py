@@ -382,3 +382,24 @@ def test_a_reply_that_spent_its_budget_without_text_is_an_error_not_silence(stor
     events = run(scripted(settings(), model), "hi", store)
     err = by_type(events, ErrorEvent)[0]
     assert err.kind == "truncated" and "output limit" in err.message and not events[-1].ok
+
+
+def test_a_simulated_failure_waits_at_most_the_simulated_timeout_not_the_configured_one(store: Store) -> None:
+    # On a public Space a simulated hang must not hold a turn slot for the real timeout on every retry.
+    from supportbot.agent import SIMULATED_TIMEOUT_S
+
+    s = settings(request_timeout=60)
+    model = ScriptedModel(reply("One."), reply("Two."))
+    agent = scripted(s, model)
+
+    async def go(headers: dict[str, str]) -> None:
+        history = [{"role": "user", "content": "hi"}]
+        async for _ in agent.run_turn(history, LLAMA, ToolContext(store.sandbox("t")), headers=headers):
+            pass
+
+    asyncio.run(go({}))
+    asyncio.run(go({"x-supportbot-fail": "timeout"}))
+    plain, simulated = (r for r in model.requests if r.path.endswith("/chat/completions"))
+    assert plain.timeout["read"] == 60
+    assert simulated.timeout["read"] == SIMULATED_TIMEOUT_S < 60
+    assert simulated.headers["x-supportbot-fail"] == "timeout"
