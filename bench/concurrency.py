@@ -48,7 +48,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
-from supportbot.config import Settings  # noqa: E402
+from supportbot.config import USABLE_CORES, Settings  # noqa: E402
 from supportbot.engine import OfflineEngine, start_server  # noqa: E402
 from supportbot.ui.app import build_app, launch_options, queue_options  # noqa: E402
 
@@ -430,7 +430,10 @@ if __name__ == "__main__":
         help="drive the clients from threads in this process (they then compete with the server for the GIL)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="SUPPORTBOT_TURN_WORKERS for the playground (0: turns on its loop)"
+        "--workers",
+        type=int,
+        default=USABLE_CORES,
+        help="SUPPORTBOT_TURN_WORKERS for the playground (0: turns on its loop); default: a Space's, one per core",
     )
     args = parser.parse_args()
     main(args.sessions, args.latency, args.message, args.in_process, args.workers)

@@ -61,6 +61,8 @@ ENV_VARS: dict[str, str] = {
     "turn_workers": "SUPPORTBOT_TURN_WORKERS",
 }
 
+USABLE_CORES = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
 # Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.
 SPACE_DEFAULTS: dict[str, Any] = {
     "visitor_requests_per_day": 200,
@@ -71,8 +73,9 @@ SPACE_DEFAULTS: dict[str, Any] = {
     "retention_days": 30,
     # A stranger's refund or escalation waits for a click: the owner's demo shop, the owner's key.
     "confirm_tools": ("request_refund", "escalate_to_human"),
-    # Turns run beside the process that serves pages (see supportbot.workers): many strangers at once.
-    "turn_workers": 1,
+    # Turns run beside the process that serves pages (see supportbot.workers), one worker per core:
+    # with one, that worker's CPU became the limit at ~50 turns at once on 2 cores (bench/concurrency.py).
+    "turn_workers": USABLE_CORES,
 }
 # Never echoed in a validation message: they hold secrets.
 _SECRET_FIELDS = ("api_key", "database_url")

@@ -155,3 +155,31 @@ def test_a_worker_that_dies_is_replaced_and_the_next_turn_is_served(tmp_path: Pa
     finally:
         demo.turn_pool.close()
         demo.close()
+
+
+def test_with_two_workers_a_conversation_continues_on_whichever_worker_is_free(tmp_path: Path):
+    # A Space runs one worker per core. A session's next turn goes to the least busy worker: here the
+    # other one, while a second visitor's slow turn holds the first. History and sandbox go with it.
+    import workerservices
+
+    demo, url = launch_app(tmp_path, worker_services=workerservices.slow, turn_workers=2)
+    try:
+        alice = Client(url, verbose=False)
+        first = turn(alice, "I'd like a refund for order #48258, it never arrived.")
+        assert next(c for c in first["tool_calls"] if c["name"] == "request_refund")["result"]["outcome"] == "approved"
+        busy = threading.Thread(target=turn, args=(Client(url, verbose=False), "Where is my order #48291?"))
+        busy.start()
+        deadline = time.monotonic() + 10
+        while not demo.turn_pool._jobs and time.monotonic() < deadline:  # the slow turn holds a worker
+            time.sleep(0.02)
+        held = {job.worker for job in list(demo.turn_pool._jobs.values())}
+        second = turn(alice, "Please refund order #48258 again.")
+        busy.join()
+        assert held == {0}  # so alice's second turn ran on worker 1
+        refunds = [c for c in second["tool_calls"] if c["name"] == "request_refund"]
+        assert refunds[-1]["result"]["outcome"] != "approved"
+        assert "already refunded" in refunds[-1]["result"]["explanation"]
+        assert second["messages"][: len(first["messages"])] == first["messages"]
+    finally:
+        demo.turn_pool.close()
+        demo.close()
