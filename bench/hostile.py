@@ -176,13 +176,20 @@ def hostile_visitor(url: str, files: dict[str, Path], stop: threading.Event, see
             ),
             (
                 "1 MB one-token message",
-                lambda: visitor.call(chat, [{"text": token, "files": []}, "auto", "all", "inline", None]),
+                lambda: visitor.call(chat, [{"text": token, "files": []}, "auto", "all", "inline", None, None]),
             ),
             (
                 "5 MB one-line log",
                 lambda: visitor.call(
                     chat,
-                    [{"text": "why?", "files": [visitor.upload(files["one_line.log"])]}, "auto", "all", "inline", None],
+                    [
+                        {"text": "why?", "files": [visitor.upload(files["one_line.log"])]},
+                        "auto",
+                        "all",
+                        "inline",
+                        None,
+                        None,
+                    ],
                 ),
             ),
             (
@@ -194,7 +201,8 @@ def hostile_visitor(url: str, files: dict[str, Path], stop: threading.Event, see
                         "auto",
                         "all",
                         "inline",
-                        None,
+                        None,  # the session
+                        None,  # the simulated trouble (QA tab): none
                     ],
                 ),
             ),
@@ -207,7 +215,8 @@ def hostile_visitor(url: str, files: dict[str, Path], stop: threading.Event, see
                         "auto",
                         "all",
                         "inline",
-                        None,
+                        None,  # the session
+                        None,  # the simulated trouble (QA tab): none
                     ],
                 ),
             ),

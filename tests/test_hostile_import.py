@@ -322,9 +322,12 @@ def test_a_forged_file_in_a_chat_message_is_refused(app, visitor):
     url, data_dir = app
     db = data_dir / "supportbot.sqlite3"
     forged = {"text": "hi", "files": [{"path": str(db), "meta": FILE_META}]}
-    out = visitor.call("chat", [forged, "auto", "all", "inline", None])
-    assert not out.ok
+    inputs = ["auto", "all", "inline", None, None]  # model, steps, ticket mode, session, simulated trouble
+    out = visitor.call("chat", [forged, *inputs])
+    assert not out.ok, out
     assert visitor.call("session", [None]).data[0]["messages"] == []  # nothing was recorded
+    # The same call without the forged file goes through: it was the file that was refused.
+    assert visitor.call("chat", [{"text": "hi", "files": []}, *inputs]).ok
 
 
 def test_a_file_import_outside_the_upload_folder_is_refused(app, visitor, tmp_path):
