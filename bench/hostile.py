@@ -172,7 +172,7 @@ def hostile_visitor(url: str, files: dict[str, Path], stop: threading.Event, see
         attacks = [
             (
                 "crafted import",
-                lambda: visitor.call(imports, [visitor.upload(files["crafted.json"]), "all", None, "pro"]),
+                lambda: visitor.call(imports, [visitor.upload(files["crafted.json"]), "all", None, "pro", None]),
             ),
             (
                 "1 MB one-token message",

@@ -59,6 +59,9 @@ class Visitor:
     def call(self, fn: int | str, data: list[Any], query: str = "") -> Outcome:
         """Run event ``fn`` (an id, or an api_name) with raw ``data`` and wait for it to finish."""
         index = fn if isinstance(fn, int) else self.fn_index(fn)
+        wanted = len(next(d["inputs"] for d in self.config["dependencies"] if d["id"] == index))
+        if len(data) != wanted:  # Gradio would refuse it before the handler: the caller would test nothing
+            raise ValueError(f"event {fn!r} takes {wanted} inputs, {len(data)} given")
         body = {"data": data, "fn_index": index, "session_hash": self.session_hash, "event_data": None}
         joined = self.http.post(f"gradio_api/queue/join{query}", json=body)
         if joined.status_code != 200:
