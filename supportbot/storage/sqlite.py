@@ -54,13 +54,29 @@ class SqliteDatabase(Database):
         self._raw.row_factory = _dict_row
         self._conn = Connection(self._raw, str)
         try:
-            self._raw.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             # WAL with NORMAL stays consistent after a crash and skips an fsync per commit.
             self._raw.execute("PRAGMA synchronous=NORMAL")
             self._raw.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             self._raw.close()
             raise
+
+    def _use_wal(self, wait_s: float = 10.0) -> None:
+        """Switch the file to WAL (it stays so); processes opening a new file at once may find it locked.
+
+        The switch needs the file to itself, and SQLite may answer "locked" at once rather than wait for
+        the busy timeout; so it is retried here, and skipped when another process already made the switch."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if self._raw.execute("PRAGMA journal_mode").fetchone()["journal_mode"] != "wal":
+                    self._raw.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
