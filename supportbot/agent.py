@@ -222,7 +222,10 @@ class Agent:
         seen_chunk = opened = False
         try:
             try:
-                raw = await self.clients.get().chat.completions.with_raw_response.create(**kwargs)
+                client = self.clients.get()
+                if headers:  # a simulated failure is shown once, not retried: a turn slot is not held for minutes
+                    client = client.with_options(max_retries=0)
+                raw = await client.chat.completions.with_raw_response.create(**kwargs)
             except openai.APIError as exc:
                 raise _Failed(
                     describe_api_error(exc, model, self.clients.base_url, self.settings),

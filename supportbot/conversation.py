@@ -301,7 +301,8 @@ class TurnRunner:
                 if held is not None:
                     continue  # the failed run's Done: the turn goes on on another model
                 if isinstance(event, ErrorEvent) and event.kind in FALLBACK_KINDS:
-                    self.s.cooldown.failed(turn.model.id, failure_label(event.kind, event.status))
+                    if not turn.headers:  # a simulated failure says nothing of the model: other visitors keep it
+                        self.s.cooldown.failed(turn.model.id, failure_label(event.kind, event.status))
                     if (fallback := fallback_for(turn, self.s.catalog, self.s.cooldown.cooling())) is not None:
                         held = (event, fallback)
                         continue

@@ -400,3 +400,20 @@ def test_fence_cannot_be_closed_by_the_content() -> None:
 def test_several_fenced_logs_are_found_and_names_sanitised() -> None:
     doc = fence_log("a\nb", 'we"ird\nname.log') + "\n\nand\n\n" + fence_log("c", "two.log")
     assert find_fenced_logs(doc) == [("we'ird name.log", "a\nb"), ("two.log", "c")]
+
+
+def test_a_message_with_more_log_files_than_allowed_is_refused_before_any_is_read(tmp_path) -> None:
+    # Each log sent costs tokens whatever its size (a reduced one ~500 at least): the count is bounded.
+    from supportbot.attachments.intake import MAX_LOGS_PER_MESSAGE, sort_files
+    from supportbot.config import Settings
+    from supportbot.errors import AttachmentError
+
+    settings = Settings.load({"data_dir": tmp_path}, environ={}, dotenv_path=None)
+    files = []
+    for n in range(MAX_LOGS_PER_MESSAGE + 1):
+        files.append(tmp_path / f"app-{n}.log")
+        files[-1].write_text("ERROR boom\n" * 10)
+    with pytest.raises(AttachmentError, match=f"at most {MAX_LOGS_PER_MESSAGE} log files"):
+        sort_files(files, "why?", settings)
+    _, found = sort_files(files[:MAX_LOGS_PER_MESSAGE], "why?", settings)
+    assert len(found.logs) == MAX_LOGS_PER_MESSAGE

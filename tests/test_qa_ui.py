@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -305,5 +306,67 @@ def test_two_visitors_simulating_at_once_keep_their_own_failures(tmp_path: Path)
             t.join()
         assert "Rate limit reached (429)" in out["a"] and "(403)" not in out["a"]
         assert "Not allowed (403)" in out["b"] and "(429)" not in out["b"]
+    finally:
+        demo.close()
+
+
+def test_a_simulated_failure_leaves_no_model_cooling_down_for_other_visitors(tmp_path: Path):
+    # The shared cooldown steers every visitor's routes away from a failed model: a tester's simulated
+    # failure says nothing of the model, so it must not put one there. A real failure does (the control).
+    services = Services.create(Settings.load({"data_dir": tmp_path, "engine": "offline"}, environ={}, dotenv_path=None))
+    runner = TurnRunner(services)
+
+    async def turn(**kwargs) -> None:
+        async for _ in runner.run(
+            Session(), "What does this error mean?", [ASSETS_DIR / "samples/checkout-error.png"], **kwargs
+        ):
+            pass
+
+    asyncio.run(turn(simulate=services.clients.simulation("not_found", 0)))
+    assert services.cooldown.cooling() == {}
+    services.clients.engine.inject("not_found", 1)  # the same failure, for real this time
+    asyncio.run(turn())
+    assert services.cooldown.cooling()  # the model that failed is now tried last
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        (
+            "[[turns]]\ntext = 'hi'\n[turns.expect]\nticket = {category = " + "[" * 40_000 + "]" * 40_000 + "}\n",
+            "nested",
+        ),
+        ("[[turns]]\ntext = 'hi'\nattachments = ['" + "a" * 5000 + "']\n", "paths inside assets"),
+        ('[[turns]]\ntext = "hi"\nattachments = ["samples/a\\u0000b"]\n', "no such file"),
+        (
+            "[[turns]]\ntext = 'hi'\nattachments = [" + ", ".join(["'samples/checkout-service.log'"] * 9) + "]\n",
+            "at most 8",
+        ),
+    ],
+    ids=["deep-nesting", "long-name", "nul-byte", "many-attachments"],
+)
+def test_crafted_scenarios_are_refused_with_a_message_not_a_crash(body: str, said: str):
+    with pytest.raises(ScenarioError, match=said):
+        load_untrusted(body.encode(), "crafted.toml", max_bytes=2**20, max_turns=12, max_log_tokens=10**6, blocked=[])
+
+
+def test_a_run_asked_for_while_another_goes_on_is_answered_at_once_and_the_first_finishes(tmp_path: Path):
+    # One run at a time in the app, but nobody waits in the shared queue for it: the second is told so.
+    from supportbot.ui.qa_view import RUN_BUSY
+
+    demo, url = launch_app(tmp_path, visitor_requests_per_day=0)
+    try:
+        long_run = ["capability-long-log", "capability-reduced-log", "example-7-long-log"]
+        first = Client(url, verbose=False).submit(long_run, None, api_name="/run_scenarios")
+        other = Client(url, verbose=False)
+        deadline, told, first_running = time.monotonic() + 30, False, False
+        while not first.done() and time.monotonic() < deadline:
+            _, said = other.predict(["example-1-order"], None, api_name="/run_scenarios")
+            if RUN_BUSY in said:
+                told, first_running = True, not first.done()
+                break
+        assert told, "the second run was never refused while the first ran"
+        assert first_running  # the answer came while the first still ran: it did not wait in the queue
+        assert first.result()[1] == "3 scenarios: 3 passed"
     finally:
         demo.close()

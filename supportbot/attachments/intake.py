@@ -20,6 +20,8 @@ IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".ico", ".svg"}
 # Text typed or sent through the API that is this long and log-like is treated as a log attachment.
 INLINE_LOG_CHARS = 4000
+# Log files one message may carry (a pasted log makes one more).
+MAX_LOGS_PER_MESSAGE = 4
 
 
 @dataclass
@@ -40,6 +42,7 @@ def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[
     ``settings.max_text_chars`` is refused (SupportbotError)."""
     found = Attachments()
     limits = log_limits(settings)
+    log_paths: list[Path] = []
     for f in files:
         path = Path(f)
         with path.open("rb") as fh:
@@ -48,7 +51,14 @@ def sort_files(files: list[str | Path], text: str, settings: Settings) -> tuple[
         if is_image or path.suffix.lower() in IMAGE_SUFFIXES:
             found.images.append(path)
         else:
-            found.logs.append(open_log(path, path.name, limits))
+            log_paths.append(path)
+    # Counted before any is read: each log sent costs tokens (a reduced one at least ~500), whatever its size.
+    if len(log_paths) > MAX_LOGS_PER_MESSAGE:
+        raise AttachmentError(
+            f"{len(log_paths)} logs",
+            f"at most {MAX_LOGS_PER_MESSAGE} log files per message; send the rest in the next one.",
+        )
+    found.logs = [open_log(path, path.name, limits) for path in log_paths]
     if len(found.images) > settings.max_images_per_turn:
         raise AttachmentError(
             f"{len(found.images)} images",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from supportbot.config import ASSETS_DIR, Settings
+from supportbot.config import ASSETS_DIR, Settings, redact
 from supportbot.conversation import TurnRunner
 from supportbot.errors import SupportbotError
 from supportbot.events import Done, ErrorEvent, Event
@@ -133,7 +133,10 @@ async def _play(
         try:
             outcome = await play_turn(runner, session, turn.text, files, chosen, budget)
         except Exception as exc:  # a crash is a failed step, reported with the rest, not a stopped run
-            return [*checks, Check(step, "turn runs", "fail", f"{type(exc).__name__}: {exc}")]
+            # Redacted: an exception may quote a request, and the table is shown to visitors.
+            key = services.settings.api_key.get_secret_value() if services.settings.api_key else None
+            said = redact(f"{type(exc).__name__}: {exc}", key)[:300]
+            return [*checks, Check(step, "turn runs", "fail", said)]
         checks += check_turn(step, turn.expect, outcome, forced=model is not None)
     return checks
 

@@ -120,8 +120,9 @@ class Turn(_Strict):
     """One customer message and what must follow it."""
 
     text: str = ""
-    attachments: list[str] = Field(default_factory=list)
-    generate: list[str] = Field(default_factory=list)
+    # Bounded like a message's files (the turn refuses more anyway): checked before any path is looked at.
+    attachments: list[str] = Field(default_factory=list, max_length=8)
+    generate: list[str] = Field(default_factory=list, max_length=4)
     model: str | None = None
     expect: Expect = Field(default_factory=Expect)
 
@@ -130,11 +131,15 @@ class Turn(_Strict):
     def _in_assets(cls, paths: list[str]) -> list[str]:
         for p in paths:
             pure = PurePosixPath(p)
-            if pure.is_absolute() or ".." in pure.parts or "\\" in p:
+            if len(p) > 300 or pure.is_absolute() or ".." in pure.parts or "\\" in p:
                 raise ValueError(f"{p!r}: attachments are paths inside assets/, like 'samples/checkout-error.png'")
-            found = (ASSETS_DIR / pure).resolve()
-            # Resolved, so a link inside assets/ cannot lead out of it.
-            if not found.is_relative_to(ASSETS_DIR.resolve()) or not found.is_file():
+            try:
+                found = (ASSETS_DIR / pure).resolve()
+                # Resolved, so a link inside assets/ cannot lead out of it.
+                inside = found.is_relative_to(ASSETS_DIR.resolve()) and found.is_file()
+            except (OSError, ValueError):  # a name the system refuses (a NUL byte, a loop of links)
+                inside = False
+            if not inside:
                 raise ValueError(f"{p!r}: no such file in {ASSETS_DIR}")
         return paths
 
@@ -164,11 +169,15 @@ def load_text(text: str, source: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, f"not valid TOML: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep: tomllib recurses once per level
+        raise ScenarioError(source, "not a scenario: values nested too deeply") from None
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         problems = [f"{_where(e['loc'])}: {_message(e)}" for e in exc.errors()[:5]]
         raise ScenarioError(source, "; ".join(problems)) from None
+    except RecursionError:
+        raise ScenarioError(source, "not a scenario: values nested too deeply") from None
     if not scenario.name:
         scenario = scenario.model_copy(update={"name": Path(source).stem})
     scenario._source = source

@@ -28,10 +28,12 @@ from gradio.utils import get_upload_folder
 from supportbot.errors import SupportbotError
 from supportbot.events import ErrorEvent
 from supportbot.limits import Budget
+from supportbot.streaming import FRAME_S
 from supportbot.ui import render
 from supportbot.ui.approvals import follow
 from supportbot.ui.compare_view import CompareState, Side, side_json, stats_html
 from supportbot.ui.handlers import AUTO, SETTLE_S, Playground
+from supportbot.ui.inert import plain_json
 from supportbot.ui.render import LiveTurn
 
 BUSY = "A comparison is still running: wait for it, or press ■ Stop."
@@ -98,9 +100,12 @@ class Comparer:
         queue: asyncio.Queue = asyncio.Queue()
         tasks = [asyncio.create_task(self._side(side, text, budget, queue)) for side in state.sides()]
         try:
-            running = len(tasks)
+            running, loop = len(tasks), asyncio.get_running_loop()
+            last = -FRAME_S
             while running:
                 burst = [await queue.get()]
+                if (wait := last + FRAME_S - loop.time()) > 0:
+                    await asyncio.sleep(wait)  # at most one redraw a frame: each redraws both whole chats
                 while not queue.empty():
                     burst.append(queue.get_nowait())
                 for side, event in burst:
@@ -110,6 +115,7 @@ class Comparer:
                     elif side.live is not None and not isinstance(event, ErrorEvent):  # errors show in the column
                         follow(side.live, [event])
                 yield
+                last = loop.time()
         finally:
             for task in tasks:
                 if not task.done():
@@ -208,9 +214,10 @@ class Comparer:
         yield self.result(state), state
 
     def result(self, state: CompareState) -> dict[str, Any]:
-        """Both sides' last turn as ``/compare`` returns it."""
+        """Both sides' last turn as ``/compare`` returns it (a copy in which nothing looks like a file to Gradio:
+        a model chooses tool arguments, and Gradio would serve a path an output dict names)."""
         pricing, plan = self.services.pricing, self.services.settings.plan
-        return {"a": side_json(state.a, pricing, plan), "b": side_json(state.b, pricing, plan)}
+        return plain_json({"a": side_json(state.a, pricing, plan), "b": side_json(state.b, pricing, plan)})
 
     def reset(self, state: Any) -> tuple:
         """A new comparison: both sides start over (new conversations, new sandboxes)."""

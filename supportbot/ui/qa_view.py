@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ MAX_UPLOAD_TURNS = 12
 MAX_UPLOAD_LOG_TOKENS = 3_000_000
 # Scenarios one click may run on a Space (with a live key each costs the owner real requests).
 SPACE_MAX_SCENARIOS = 3
-QA_RUNS = "qa-scenarios"  # the concurrency group: one scenario run at a time in the whole app
+QA_RUNS = "qa-scenarios"  # the concurrency group of the QA events (a run that finds one going is refused)
+RUN_BUSY = "Another scenario run is going on in this app (one at a time): try again in a moment."
 
 
 def shipped_scenarios() -> list[str]:
@@ -65,6 +68,10 @@ class QaHandlers:
     def __init__(self, pg: Any, max_scenarios: int | None = None) -> None:
         self.pg = pg
         self.max_scenarios = max_scenarios  # None: no bound (off a Space)
+        # One scenario run at a time in the app, in a thread of its own (not the loop's shared pool, which
+        # every visitor's saves and reads go through); the lock is released by that thread when it ends.
+        self._runs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="supportbot-qa")
+        self._running = threading.Lock()
 
     # --- save as scenario -----------------------------------------------------------------------
 
@@ -109,13 +116,15 @@ class QaHandlers:
             await asyncio.to_thread(_check_allowance, budget, scenarios)
         except SupportbotError as exc:
             return _table([]), f"⚠️ {html.escape(str(exc), quote=False)}"
-        settings = self.pg.services.settings
-        results: list[ScenarioResult] = []
-        for scenario in scenarios:
-            # A thread with its own event loop: the agent, the engine and the tools never run on the loop
-            # that serves every visitor's page.
-            run = run_scenario(scenario, settings=settings, budget=budget)
-            results.append(await asyncio.to_thread(asyncio.run, run))
+        if not self._running.acquire(blocking=False):  # answered at once: nobody waits in the shared queue
+            return _table([]), "⚠️ " + RUN_BUSY
+        stop = threading.Event()
+        job = self._runs.submit(self._run_all, scenarios, budget, stop)  # the thread releases the run
+        try:
+            results = await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            stop.set()  # the page went away or pressed stop: no further scenario starts
+            raise
         rows = [[r.name, c.step, c.expectation, c.status, c.detail] for r in results for c in r.checks]
         passed = sum(r.passed for r in results)
         summary = f"{len(results)} scenario{'s' if len(results) != 1 else ''}: {passed} passed"
@@ -150,9 +159,13 @@ class QaHandlers:
         path = Path(str(raw or ""))
         name = (upload.get("orig_name") if isinstance(upload, dict) else None) or path.name
         name = str(name)[:80]
-        if not raw or not path.is_file() or not is_in_or_equal(path, get_upload_folder()):
+        try:  # a forged path may be anything: a NUL byte, 5,000 characters, a loop of links
+            uploaded = bool(raw) and is_in_or_equal(path, get_upload_folder()) and path.is_file()
+            size = path.stat().st_size if uploaded else 0
+        except (OSError, ValueError):
+            uploaded = False
+        if not uploaded:
             raise SupportbotError("That is not a file uploaded to this page.")
-        size = path.stat().st_size
         if size > MAX_UPLOAD_BYTES:
             raise SupportbotError(
                 f"{name}: the file is {size:,} bytes; a scenario may have at most {MAX_UPLOAD_BYTES:,}."
@@ -169,6 +182,21 @@ class QaHandlers:
             )
         except ScenarioError as exc:
             raise SupportbotError(f"Not a valid scenario: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:  # what a crafted file may still provoke
+            raise SupportbotError(f"{name}: not a valid scenario ({type(exc).__name__}).") from None
+
+    def _run_all(self, scenarios: list[Scenario], budget: Any, stop: threading.Event) -> list[ScenarioResult]:
+        """In the QA thread, each scenario on an event loop of its own (never the one that serves pages);
+        holds the app's one run until it ends, whether or not anyone still waits for it."""
+        try:
+            settings, results = self.pg.services.settings, []
+            for scenario in scenarios:
+                if stop.is_set():
+                    break
+                results.append(asyncio.run(run_scenario(scenario, settings=settings, budget=budget)))
+            return results
+        finally:
+            self._running.release()
 
     # --- simulate ------------------------------------------------------------------------------
 
@@ -197,10 +225,11 @@ def simulation_note(sim: Simulation) -> str:
 
 
 def _check_allowance(budget: Any, scenarios: list[Scenario]) -> None:
-    """Refuse a run the visitor's budget cannot cover: each turn that runs makes at least one request."""
+    """Refuse a run the visitor's budget cannot cover: count a request for every turn (one refused as bad
+    input makes none, but it is the file that says so, and the file is the visitor's)."""
     if not isinstance(budget, VisitorBudget):
         return
-    needed = sum(1 for s in scenarios for t in s.turns if t.expect.input_error is None)
+    needed = sum(len(s.turns) for s in scenarios)
     allowance = budget.allowance()
     for whose, used, allowed in allowance.bounds:
         left = max(0, allowed - used)
@@ -254,7 +283,7 @@ def build_qa_tab(pg: Any, state: gr.State, *, env: Mapping[str, str] | None = No
         [picks, upload],
         [results, run_msg],
         api_name="run_scenarios",
-        concurrency_limit=1,
+        concurrency_limit=4,  # a call that finds the run taken is answered at once, so a few slots suffice
         concurrency_id=QA_RUNS,
     )
     # Wired before the controls' own events, so this one gets the api_name.
