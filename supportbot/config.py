@@ -61,6 +61,7 @@ ENV_VARS: dict[str, str] = {
     "turn_workers": "SUPPORTBOT_TURN_WORKERS",
 }
 
+# Cores this process may use (its CPU affinity), at most 4: turn workers on a Space, image decodes at once.
 USABLE_CORES = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 # Applied on a Space (SPACE_ID set) to settings the owner did not give; 0 switches a bound off.

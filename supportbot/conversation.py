@@ -30,7 +30,7 @@ from typing import Any
 from supportbot import approval, housekeeping, memory
 from supportbot.agent import SYSTEM_PROMPT
 from supportbot.attachments.images import DECODES_AT_ONCE, PreparedImage, prepare_image
-from supportbot.attachments.intake import Attachments, log_limits, sort_files
+from supportbot.attachments.intake import Attachments, log_limits, refuse_empty, sort_files
 from supportbot.attachments.logs import LogFile, open_log
 from supportbot.attachments.message import fence_logs, image_meta, user_message, with_images
 from supportbot.client import Simulation
@@ -139,8 +139,7 @@ class TurnRunner:
         refused before it starts (LimitReached), like bad input: the session is untouched. ``simulate``
         (offline engine only) sends every request of the turn with a failure or delay the engine acts out."""
         text = (text or "").strip()
-        if not text and not files:
-            raise SupportbotError("Type a message or attach a screenshot or log first.")
+        refuse_empty(text, files)
         approval.refuse_new_message(session)
         mode = self._ticket_mode(ticket_mode)
         headers = self.s.clients.headers_for(simulate)  # refused here, before anything changed, unless offline

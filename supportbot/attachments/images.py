@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from supportbot.attachments.sniff import not_an_image, sniff_other
+from supportbot.config import USABLE_CORES
 from supportbot.errors import ImageRejected
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -51,7 +52,7 @@ def _machine_memory() -> int:
 # premultiplied copy for the resize, the alpha channel). Decodes run at most one per core at
 # once, process-wide, and an eighth of the machine's memory (256 MB to 2 GB) is shared between
 # them: that sets the pixel cap. On a 2-core, 16 GB Space: 2 decodes of at most 50 MP.
-DECODES_AT_ONCE = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+DECODES_AT_ONCE = USABLE_CORES
 BYTES_PER_PIXEL = 10
 DECODE_MEMORY = min(2 * 2**30, max(256 * 2**20, _machine_memory() // 8))
 DEFAULT_MAX_PIXELS = min(50_000_000, DECODE_MEMORY // (DECODES_AT_ONCE * BYTES_PER_PIXEL))

@@ -32,6 +32,12 @@ class Attachments:
     logs: list[LogFile] = field(default_factory=list)
 
 
+def refuse_empty(text: str | None, files: list[str | Path] | None) -> None:
+    """SupportbotError for a turn with nothing in it (no text, no file)."""
+    if not (text or "").strip() and not files:
+        raise SupportbotError("Type a message or attach a screenshot or log first.")
+
+
 def log_limits(settings: Settings) -> LogLimits:
     """The upload and gzip-expansion caps from the settings."""
     return LogLimits(settings.max_upload_mb * 2**20, settings.max_gz_expanded_mb * 2**20)

@@ -22,7 +22,7 @@ from supportbot.ui.render import LiveTurn
 
 
 class Approvals:
-    """The approval handlers of ``Playground`` (which gives ``runner``, ``budget`` and ``live_panels``)."""
+    """The approval handlers of ``Playground`` (which gives ``runner``, ``budget`` and the panels)."""
 
     async def approve(
         self,
@@ -38,12 +38,10 @@ class Approvals:
         session = session if isinstance(session, Session) else Session()
         try:
             async for live in self._resume(session, call_id, answer, None, request, profile):
-                chat, _, meter = self.live_panels(session, "all", live)
-                yield chat, render.tools_html(session), render.routes_html(session), meter, session
+                yield (*self.script_panels(session, "all", live), session)
         except SupportbotError as exc:
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
-        chat, _, meter = self.live_panels(session, "all")
-        yield chat, render.tools_html(session), render.routes_html(session), meter, session
+        yield (*self.script_panels(session, "all"), session)
 
     async def approve_click(
         self,

@@ -19,16 +19,14 @@ import asyncio
 import html
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 
 from supportbot.errors import SupportbotError
 from supportbot.events import ErrorEvent
 from supportbot.limits import Budget
-from supportbot.streaming import FRAME_S
+from supportbot.streaming import FRAME_S, batches
 from supportbot.ui import render
 from supportbot.ui.approvals import follow
 from supportbot.ui.compare_view import CompareState, Side, side_json, stats_html
@@ -96,26 +94,26 @@ class Comparer:
             queue.put_nowait((side, _END))
 
     async def _run(self, state: CompareState, text: str, budget: Budget):
-        """Both sides at once; yields after each burst of events (from either side)."""
+        """Both sides at once; yields once a redraw (``streaming.batches``), whichever side the events came from."""
         queue: asyncio.Queue = asyncio.Queue()
         tasks = [asyncio.create_task(self._side(side, text, budget, queue)) for side in state.sides()]
-        try:
-            running, loop = len(tasks), asyncio.get_running_loop()
-            last = -FRAME_S
+
+        async def merged():
+            running = len(tasks)
             while running:
-                burst = [await queue.get()]
-                if (wait := last + FRAME_S - loop.time()) > 0:
-                    await asyncio.sleep(wait)  # at most one redraw a frame: each redraws both whole chats
-                while not queue.empty():
-                    burst.append(queue.get_nowait())
+                side, event = await queue.get()
+                running -= event is _END
+                yield side, event
+
+        try:
+            # Framed like the chat: each redraw renders both whole chats.
+            async for burst in batches(merged(), FRAME_S):
                 for side, event in burst:
                     if event is _END:
                         side.live = None
-                        running -= 1
                     elif side.live is not None and not isinstance(event, ErrorEvent):  # errors show in the column
                         follow(side.live, [event])
                 yield
-                last = loop.time()
         finally:
             for task in tasks:
                 if not task.done():
@@ -137,7 +135,7 @@ class Comparer:
 
     def panels(self, state: CompareState) -> tuple:
         """(chat A, stats A, chat B, stats B)."""
-        uploads, pricing, plan = Path(get_upload_folder()), self.services.pricing, self.services.settings.plan
+        uploads, pricing, plan = self.pg.uploads, self.services.pricing, self.services.settings.plan
         out: list[Any] = []
         for side in state.sides():
             chat = render.chat_view(side.session, "compact", side.live, uploads)

@@ -69,6 +69,7 @@ class Playground(Conversations, Approvals):
     def __init__(self, services: Services, runner: TurnRunner | TurnPool | None = None) -> None:
         self.services = services
         self.runner = runner or TurnRunner(services)
+        self.uploads = Path(get_upload_folder())  # resolved once: every redraw names files under it
 
     # --- rendering ----------------------------------------------------------------------------
 
@@ -81,11 +82,19 @@ class Playground(Conversations, Approvals):
         plan_name: str | None = None,
     ) -> tuple:
         """What changes while a turn streams: the chat, the agent view's timeline, the context meter."""
-        uploads = Path(get_upload_folder())
         pricing, plan = self.services.pricing, self._plan(plan_name)
         return (
-            render.chat_view(session, _mode(mode), live_turn, uploads),
+            render.chat_view(session, _mode(mode), live_turn, self.uploads),
             agent_view.timeline_html(session, selected, pricing, plan, live_turn),
+            render.context_meter(session),
+        )
+
+    def script_panels(self, session: Session, mode: str, live_turn: LiveTurn | None = None) -> tuple:
+        """What /chat and /approve stream: the chat, the tools and route panels, the context meter."""
+        return (
+            render.chat_view(session, _mode(mode), live_turn, self.uploads),
+            render.tools_html(session),
+            render.routes_html(session),
             render.context_meter(session),
         )
 
@@ -187,7 +196,6 @@ class Playground(Conversations, Approvals):
         session = session or Session()
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
-        uploads = Path(get_upload_folder())
         try:
             events = self._events(session, text, files, model_id, tmode, progress, request, profile, simulate)
             async for batch in batches(events, FRAME_S):
@@ -195,21 +203,12 @@ class Playground(Conversations, Approvals):
                 # Values, never gr.skip(), while streaming: Gradio builds a whole component for each skip,
                 # while an unchanged value costs a comparison and nothing on the wire. The box is not
                 # on any page (scripts call /chat), so its None clears nothing; the last yield keeps it.
-                chat = render.chat_view(session, _mode(mode), live_turn, uploads)
-                yield (
-                    chat,
-                    render.tools_html(session),
-                    render.routes_html(session),
-                    render.context_meter(session),
-                    None,
-                    session,
-                )
+                yield (*self.script_panels(session, mode, live_turn), None, session)
         except SupportbotError as exc:
             # All checked before the turn starts: the session is untouched. Scripts get it as an exception;
             # it is the caller's mistake, not the server's, so no traceback in the log.
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
-        chat, _, meter = self.live_panels(session, mode)
-        yield chat, render.tools_html(session), render.routes_html(session), meter, gr.skip(), session
+        yield (*self.script_panels(session, mode), gr.skip(), session)
 
     async def send(
         self,

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from supportbot.attachments.intake import refuse_empty
 from supportbot.client import Simulation
 from supportbot.config import Settings
 from supportbot.conversation import Progress, TurnRunner
@@ -142,8 +143,7 @@ class TurnPool:
         simulate: Simulation | None = None,
     ) -> AsyncIterator[Event]:
         """``TurnRunner.run``, in a worker (the simulation goes along with the turn)."""
-        if not (text or "").strip() and not files:
-            raise SupportbotError("Type a message or attach a screenshot or log first.")
+        refuse_empty(text, files)  # before the session is sent anywhere
         args = (text, [str(f) for f in files or ()], selected, ticket_mode, simulate)
         async for event in self._job("run", session, args, progress, budget):
             yield event
