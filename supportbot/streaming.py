@@ -12,11 +12,19 @@ _END = object()
 FRAME_S = 0.04  # a page redrawn 25 times a second reads as live; more frames only cost the server
 
 
-async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIterator[list[Any]]:
+class Batch(list):
+    """One redraw's events, in order. ``last``: the stream ended right after them, so a handler whose
+    closing redraw follows the loop can skip this one (it would draw the same thing twice)."""
+
+    last: bool = False
+
+
+async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIterator[Batch]:
     """Yield lists of everything that arrived while the previous batch was being rendered.
 
-    With ``frame_s``, batches are at least that far apart (the first is not held back): a fast stream
-    then costs a redraw per frame instead of one per burst.
+    With ``frame_s``, the first batch goes out at once and every later one gathers what arrives
+    within a frame of its first event: a burst after a wait (a tool call, its result and the next
+    request) is one redraw instead of two, and redraws are at least a frame apart.
 
     Every yield of a Gradio handler costs a render, a postprocess and a send on the
     event loop; one per text delta saturates the loop at a few dozen sessions. Reading
@@ -34,22 +42,22 @@ async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIter
         queue.put_nowait(_END)
 
     task = asyncio.create_task(pump())
-    loop = asyncio.get_running_loop()
-    last = -frame_s
+    sent = False
     try:
         while True:
             batch = [await queue.get()]
-            if (wait := last + frame_s - loop.time()) > 0 and batch[0] is not _END:
-                await asyncio.sleep(wait)  # gather what else arrives within this frame
+            if sent and frame_s > 0 and batch[0] is not _END:
+                await asyncio.sleep(frame_s)  # gather what else arrives within this frame
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = batch[-1] is _END
             items = [e for e in batch if e is not _END]
             failure = next((e for e in items if isinstance(e, Exception)), None)
-            ready = [e for e in items if not isinstance(e, Exception)]
+            ready = Batch(e for e in items if not isinstance(e, Exception))
+            ready.last = ended and failure is None
             if ready:
                 yield ready
-                last = loop.time()
+                sent = True
             if failure is not None:
                 raise failure
             if ended:

@@ -75,3 +75,34 @@ def test_stopping_the_consumer_stops_the_reader() -> None:
             pass
 
     assert asyncio.run(run())
+
+
+def test_a_burst_after_a_wait_is_one_redraw() -> None:
+    # A tool call, its result and the next round arrive a few ms apart after a one-frame wait:
+    # the first of them does not go out alone.
+    out = asyncio.run(_collect(_timed_events([0.0, 0.15, 0.005, 0.005]), frame_s=0.05))
+    assert [b for _, b in out] == [[0], [1, 2, 3]]
+
+
+def test_the_last_batch_says_so_only_when_the_stream_ended_within_its_frame() -> None:
+    async def ending_late():
+        async for event in _timed_events([0.0, 0.1, 0.005]):
+            yield event
+        await asyncio.sleep(0.2)  # the turn still saves after its last event
+
+    ended_within = asyncio.run(_collect(_timed_events([0.0, 0.1, 0.005]), frame_s=0.05))
+    ended_late = asyncio.run(_collect(ending_late(), frame_s=0.05))
+    assert [(b, b.last) for _, b in ended_within] == [([0], False), ([1, 2], True)]
+    assert [(b, b.last) for _, b in ended_late] == [([0], False), ([1, 2], False)]
+
+
+def test_a_batch_before_a_failure_is_not_called_the_last() -> None:
+    async def run() -> list[bool]:
+        seen: list[bool] = []
+        with pytest.raises(RuntimeError):
+            async for batch in batches(_timed_events([0.0, 0.0, 0.0], fail_at=2), 0.05):
+                seen.append(batch.last)
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen and not any(seen)  # the events before the failure were delivered, none as the last

@@ -87,7 +87,8 @@ class Approvals:
         events = self.runner.resume(session, str(call_id or ""), approved, ticket_mode=tmode, budget=budget)
         async for batch in batches(events, FRAME_S):
             follow(live, batch)
-            yield live
+            if not batch.last:  # the caller's closing redraw shows the last batch
+                yield live
 
     def approval_bar(self, session: Session | None) -> tuple:
         """The Approve / Deny row: shown, with what awaits, only while a call awaits approval."""

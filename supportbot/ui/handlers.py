@@ -200,6 +200,8 @@ class Playground(Conversations, Approvals):
             events = self._events(session, text, files, model_id, tmode, progress, request, profile, simulate)
             async for batch in batches(events, FRAME_S):
                 follow(live_turn, batch)
+                if batch.last:
+                    break  # the closing redraw below shows these events too
                 # Values, never gr.skip(), while streaming: Gradio builds a whole component for each skip,
                 # while an unchanged value costs a comparison and nothing on the wire. The box is not
                 # on any page (scripts call /chat), so its None clears nothing; the last yield keeps it.
