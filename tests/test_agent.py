@@ -403,3 +403,56 @@ def test_a_simulated_failure_waits_at_most_the_simulated_timeout_not_the_configu
     assert plain.timeout["read"] == 60
     assert simulated.timeout["read"] == SIMULATED_TIMEOUT_S < 60
     assert simulated.headers["x-supportbot-fail"] == "timeout"
+
+
+def _sse_body(*events: str) -> Raw:
+    return Raw(200, {"content-type": "text/event-stream"}, "".join(events).encode())
+
+
+def _chunk(delta: Any = None, finish: Any = None, **extra: Any) -> str:
+    choice = {"index": 0, "delta": delta if delta is not None else {}, "finish_reason": finish}
+    return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "choices": [choice], **extra}) + "\n\n"
+
+
+def test_a_stream_is_read_as_its_events_say_with_comments_and_event_names_and_no_final_blank_line(store: Store):
+    body = _sse_body(
+        ": a keep-alive comment\n\n",
+        "event: message\n" + _chunk({"role": "assistant", "content": "Hel"}),
+        _chunk({"content": "lo!"}),
+        _chunk(finish="stop"),
+        "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}) + "\n",
+    )
+    events = run(scripted(settings(), ScriptedModel(body)), "hello", store)
+    assert "".join(e.text for e in by_type(events, TextDelta)) == "Hello!" and events[-1].ok
+    usage = by_type(events, UsageReported)[0].record
+    assert (usage.prompt_tokens, usage.completion_tokens) == (12, 3)  # the last event, without its blank line
+
+
+def test_odd_shapes_in_a_stream_are_skipped_not_a_crash(store: Store):
+    body = _sse_body(
+        "data: " + json.dumps({"choices": None}) + "\n\n",
+        "data: " + json.dumps({"choices": ["text", {"delta": "text"}, {"delta": {"content": 5}}]}) + "\n\n",
+        _chunk({"tool_calls": [{"index": "0", "id": 7, "function": "x"}, "junk"]}),
+        _chunk({"content": "Fine."}, usage={"prompt_tokens": "many"}),
+        _chunk(finish="stop"),
+        "data: [DONE]\n\n",
+    )
+    events = run(scripted(settings(), ScriptedModel(body)), "hello", store)
+    assert "".join(e.text for e in by_type(events, TextDelta)) == "Fine." and events[-1].ok
+
+
+@pytest.mark.parametrize(
+    ("event", "said"),
+    [
+        ("data: {not json\n\n", "not JSON"),
+        ("data: [1, 2]\n\n", "not a JSON object"),
+        ('data: {"error": {"message": "The worker ran out of memory."}}\n\n', "ran out of memory"),
+    ],
+)
+def test_a_broken_or_error_event_mid_stream_ends_the_turn_with_a_message(event: str, said: str, store: Store):
+    body = _sse_body(_chunk({"content": "Part of an answer"}), event, _chunk({"content": " never shown"}))
+    events = run(scripted(settings(), ScriptedModel(body)), "hello", store)
+    errors = by_type(events, ErrorEvent)
+    assert len(errors) == 1 and said in errors[0].message
+    assert "never shown" not in "".join(e.text for e in by_type(events, TextDelta))
+    assert isinstance(events[-1], Done) and not events[-1].ok and events[-1].messages == []
