@@ -163,19 +163,31 @@ def bench_image() -> list[Row]:
         im.draft(im.mode, (photo_prepared.width, photo_prepared.height))
         im.load()
 
-    tp, photo_full, photo_draft = alternating_medians(
-        [lambda: prepare_image(photo, "photo.jpg"), lambda: Image.open(io.BytesIO(photo)).load(), draft_decode], runs=9
+    def eighth_decode() -> None:  # libjpeg's smallest scale: its entropy decoding is all that is left
+        im = Image.open(io.BytesIO(photo))
+        im.draft(im.mode, (im.width // 8, im.height // 8))
+        im.load()
+
+    tp, photo_full, photo_draft, photo_eighth = alternating_medians(
+        [
+            lambda: prepare_image(photo, "photo.jpg"),
+            lambda: Image.open(io.BytesIO(photo)).load(),
+            draft_decode,
+            eighth_decode,
+        ],
+        runs=9,
     )
     photo_case = f"(a2) 12 MP JPEG photo, {len(photo) / 1e6:.1f} MB"
     SUMMARY.append(
         f"jpeg photo -> payload: {tp * 1000:.0f} ms (goal <= 100; its reduced-scale decode alone: "
-        f"{photo_draft * 1000:.0f} ms)"
+        f"{photo_draft * 1000:.0f} ms, at 1/8 scale: {photo_eighth * 1000:.0f} ms)"
     )
     SUMMARY.append(f"png vs decode: {t / base:.2f} (goal <= 1.2)")
     return [
         (photo_case, "prepare_image (median of 9)", f"{tp * 1000:.0f} ms", "<= 100 ms", "yes" if tp <= 0.100 else "NO"),
         (photo_case, "  baseline: bare Pillow decode, full size", f"{photo_full * 1000:.0f} ms", "-", "-"),
         (photo_case, "  baseline: bare decode at the draft scale", f"{photo_draft * 1000:.0f} ms", "-", "-"),
+        (photo_case, "  baseline: bare decode at 1/8 scale (smallest)", f"{photo_eighth * 1000:.0f} ms", "-", "-"),
         (
             photo_case,
             f"payload ({photo_prepared.mime}, {photo_prepared.width}x{photo_prepared.height})",

@@ -13,6 +13,10 @@ Two baselines are measured in the same run and driven identically:
 * a bare Gradio app whose one handler only sleeps for the ideal time: the ceiling of Gradio plus
   gradio_client on this machine.
 
+When a turn makes more than one request, the peer is measured a second time making that many
+(streamed one after the other, nothing else): how close to the bare app the SDK's own work lets
+any app come here, printed as ``peer, N requests a turn vs bare: X``.
+
 For each it prints wall time, efficiency (ideal / wall), server CPU per turn and the p99 lag of
 the server's event loop (a ticker task on that loop, every 5 ms, during the timed part). Then
 ``relative to peer: X`` (app efficiency / peer efficiency, goal >= 1.0) and, last,
@@ -115,8 +119,11 @@ def launch_playground(data_dir: Path, base_url: str, probe: LagProbe, workers: i
     return demo, url, settings
 
 
-def launch_peer(base_url: str, max_threads: int, probe: LagProbe) -> tuple[gr.Blocks, str]:
-    """The twenty-line app a user would write instead: ChatInterface streaming from AsyncOpenAI."""
+def launch_peer(base_url: str, max_threads: int, probe: LagProbe, requests: int = 1) -> tuple[gr.Blocks, str]:
+    """The twenty-line app a user would write instead: ChatInterface streaming from AsyncOpenAI.
+
+    With ``requests=2`` it streams a second answer after the first, as many requests a turn as the
+    playground makes, with nothing else (no tools, no panels): the floor for any app that makes them."""
     from openai import AsyncOpenAI
 
     clients: dict[object, AsyncOpenAI] = {}  # one client per event loop, as the playground does
@@ -124,14 +131,18 @@ def launch_peer(base_url: str, max_threads: int, probe: LagProbe) -> tuple[gr.Bl
     async def respond(message: str, history: list) -> object:
         loop = asyncio.get_running_loop()
         client = clients.get(loop) or clients.setdefault(loop, AsyncOpenAI(base_url=base_url, api_key="bench"))
-        stream = await client.chat.completions.create(
-            model="llama-3.3-70b", messages=[{"role": "user", "content": message}], stream=True, max_tokens=1024
-        )
+        messages = [{"role": "user", "content": message}]
         answer = ""
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                answer += chunk.choices[0].delta.content
-                yield answer
+        for _ in range(requests):
+            stream = await client.chat.completions.create(
+                model="llama-3.3-70b", messages=messages, stream=True, max_tokens=1024
+            )
+            answer = ""
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    answer += chunk.choices[0].delta.content
+                    yield answer
+            messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}]
 
     demo = gr.ChatInterface(respond, api_name="chat", concurrency_limit=None)
     add_probe(demo, probe)
@@ -392,6 +403,21 @@ def main(sessions: int, latency: float, message: str, in_process: bool, workers:
             finally:
                 peer.close()
 
+            if requests > 1:
+                probe = LagProbe()
+                floor, floor_url = launch_peer(engine.base_url, max_threads, probe, requests)
+                try:
+                    Client(floor_url, verbose=False).predict(message, api_name="/chat")
+                    rows.append(
+                        (
+                            f"peer, {requests} requests a turn",
+                            ideal,
+                            *timed(drivers, floor_url, probe, sessions, "peer", message, engine),
+                        )
+                    )
+                finally:
+                    floor.close()
+
             probe = LagProbe()
             bare, bare_url = launch_bare(ideal, max_threads, probe)
             try:
@@ -413,8 +439,12 @@ def main(sessions: int, latency: float, message: str, in_process: bool, workers:
             f"{name:<26} {sessions:>8} {ideal_s:>8.2f} {wall_s:>8.2f} {ideal_s / wall_s:>10.3f} "
             f"{1000 * server_cpu / sessions:>11.1f} {lag:>15.1f} {client_cpu:>12.2f} {engine_cpu:>12.2f}"
         )
-    app_eff, peer_eff, bare_eff = (r[1] / r[2] for r in rows)
+    app_eff, peer_eff, bare_eff = rows[0][1] / rows[0][2], rows[1][1] / rows[1][2], rows[-1][1] / rows[-1][2]
     print(f"app event-loop lag p99: {rows[0][6]:.1f} ms (goal <= {LAG_GOAL_MS:.0f})")
+    if len(rows) == 4:  # the floor: the peer making as many requests a turn as the app, and nothing else
+        print(
+            f"{rows[2][0]} vs bare: {rows[2][1] / rows[2][2] / bare_eff:.3f} (the same requests through the SDK, nothing else)"
+        )
     print(f"relative to peer: {app_eff / peer_eff:.3f} (goal >= {PEER_GOAL:.2f})")
     print(f"relative efficiency: {app_eff / bare_eff:.3f} (goal >= {GOAL:.2f})")
 
