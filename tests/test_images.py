@@ -180,8 +180,23 @@ def test_downscales_long_edge_and_keeps_aspect() -> None:
     assert (rotated.width, rotated.height) == (597, 1792)
 
 
+def test_a_photo_large_enough_to_be_resized_in_halves_is_still_turned_upright() -> None:
+    # 6 MP, stored landscape, EXIF orientation 6 (turn 90° clockwise): a camera held upright. libjpeg
+    # cannot decode it at half scale (1500 px < 1792), so the full image is resized in two halves.
+    w, h = 3000, 2000
+    im = Image.new("RGB", (w, h), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, w // 2, h))  # the stored left half is red: upright, it is the top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = prepare_image(encode(im, "JPEG", exif=exif), "camera.jpg")
+    assert (p.source_width, p.source_height) == (h, w) and (p.width, p.height) == (1195, 1792)
+    upright = decode(p).convert("RGB")
+    top, bottom = upright.getpixel((600, 100)), upright.getpixel((600, 1692))
+    assert top[0] > 200 and top[2] < 50 and bottom[2] > 200 and bottom[0] < 50
+
+
 def test_large_split_resize_has_no_seam() -> None:
-    # Above 4 MP the resize runs in two halves; a flat image must stay flat across the join.
+    # Above 2 MP the resize runs in two halves; a flat image must stay flat across the join.
     im = Image.new("RGB", (3000, 2000), (200, 100, 50))
     out = decode(prepare_image(encode(im, "PNG"), "flat.png")).convert("RGB")
     assert out.size == (1792, 1195)
