@@ -35,10 +35,12 @@ class Approvals:
         """/approve for scripts: ``answer`` yes (run the call) or no (deny it) for the call ``call_id`` awaiting
         approval; the turn goes on in this event. Outputs as /chat's, without the box: (chat, tools panel,
         route panel, context meter, session); a refusal is an error naming the problem."""
-        session = session if isinstance(session, Session) else Session()
+        stored = session if isinstance(session, Session) else None
+        session = stored or Session()
+        keep = gr.skip() if stored is not None else session  # as in /chat: the stored session is this one
         try:
             async for live in self._resume(session, call_id, answer, None, request, profile):
-                yield (*self.script_panels(session, "all", live), session)
+                yield (*self.script_panels(session, "all", live), keep)
         except SupportbotError as exc:
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
         yield (*self.script_panels(session, "all"), session)

@@ -193,24 +193,28 @@ class Playground(Conversations, Approvals):
         """/chat for scripts: run one turn and stream it; bad input is an error naming the problem.
 
         Outputs, as before: (chat, tools panel, route panel, context meter, box, session)."""
-        session = session or Session()
+        stored = session if isinstance(session, Session) else None
+        session = stored or Session()
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
+        # The components get values, never gr.skip(): Gradio builds a whole component (and its API schema)
+        # for each skipped one, while an unchanged value costs a comparison and nothing on the wire. The box
+        # is not on any page (scripts call /chat), so its None clears nothing. The state is the other way
+        # round: Gradio recomputes a State's config whenever it is given a value, and the stored session
+        # is this very object, changed in place; only a session made here is handed over at once.
+        keep = gr.skip() if stored is not None else session
         try:
             events = self._events(session, text, files, model_id, tmode, progress, request, profile, simulate)
             async for batch in batches(events, FRAME_S):
                 follow(live_turn, batch)
                 if batch.last:
                     break  # the closing redraw below shows these events too
-                # Values, never gr.skip(), while streaming: Gradio builds a whole component for each skip,
-                # while an unchanged value costs a comparison and nothing on the wire. The box is not
-                # on any page (scripts call /chat), so its None clears nothing; the last yield keeps it.
-                yield (*self.script_panels(session, mode, live_turn), None, session)
+                yield (*self.script_panels(session, mode, live_turn), None, keep)
         except SupportbotError as exc:
             # All checked before the turn starts: the session is untouched. Scripts get it as an exception;
             # it is the caller's mistake, not the server's, so no traceback in the log.
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
-        yield (*self.script_panels(session, mode), gr.skip(), session)
+        yield (*self.script_panels(session, mode), None, session)
 
     async def send(
         self,
