@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from supportbot.client import ClientFactory, describe_api_error, sdk_attempts, stream_chunks
+from supportbot.client import ClientFactory, describe_api_error, sdk_attempts
 from supportbot.config import Settings
 from supportbot.errors import ApiError, LimitReached
 from supportbot.events import (
@@ -47,6 +47,7 @@ from supportbot.events import (
 from supportbot.limits import NO_LIMIT, Budget
 from supportbot.routing import tokens
 from supportbot.routing.catalog import ModelInfo
+from supportbot.sse import stream_chunks
 from supportbot.tools import REGISTRY, ToolContext, ToolRegistry
 from supportbot.tools.rounds import Call, confirm_set, finish_round, run_calls
 
@@ -297,6 +298,8 @@ class Agent:
             ) from None
         except openai.APIError as exc:
             raise _Failed(describe_api_error(exc, model, self.clients.base_url, self.settings), rnd.retries) from None
+        except ApiError as exc:  # a broken stream (supportbot.sse): said as it is, never a server error
+            raise _Failed(exc, rnd.retries) from None
         if rnd.finish_reason is None:
             if not rnd.text and not rnd.calls:
                 raise _Failed(

@@ -5,17 +5,15 @@ ran on, and Gradio runs handlers on more than one loop (and tests make their own
 The offline engine is imported here, lazily, and only when it is chosen; so are the recording
 and replay transports of ``supportbot.cassette`` (SUPPORTBOT_RECORD, SUPPORTBOT_ENGINE=replay).
 What the SDK's errors mean is decided here too: how many attempts it made (``sdk_attempts``) and
-the message a person can act on (``describe_api_error``). A streamed answer is read here as JSON
-(``stream_chunks``), from the SDK's raw response.
+the message a person can act on (``describe_api_error``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -325,53 +323,3 @@ def _server_message(exc: openai.APIError, secret: str | None) -> str:
         if msg:
             return f"Server said: {redact(str(msg), secret)[:300]}"
     return ""
-
-
-async def stream_chunks(response: httpx.Response) -> AsyncIterator[dict]:
-    """The chunks of a streamed chat completion, as JSON objects, read from the open response the SDK
-    returned (``with_raw_response``) until ``[DONE]``; the body is read to its end, so the connection
-    is reused. Like the SDK's own stream, an event carrying ``error`` raises ``openai.APIError``.
-
-    The SDK's stream builds a model object for every chunk; reading the JSON is about a sixth of a
-    turn's CPU less, and the agent reads only a few fields of each."""
-    import openai
-
-    data: list[str] = []
-    done = False
-
-    def event() -> dict | None:
-        payload = "\n".join(data)
-        data.clear()
-        if payload.startswith("[DONE]"):
-            return None
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            raise openai.APIError("The service sent an event that is not JSON.", response.request, body=None) from None
-        if not isinstance(chunk, dict):
-            raise openai.APIError("The service sent an event that is not a JSON object.", response.request, body=None)
-        if error := chunk.get("error"):
-            message = error.get("message") if isinstance(error, dict) else None
-            raise openai.APIError(
-                message if isinstance(message, str) and message else "An error occurred during streaming",
-                response.request,
-                body=error,
-            )
-        return chunk
-
-    try:
-        async for line in response.aiter_lines():
-            if done:
-                continue  # read to the end: an HTTP/1.1 connection is reused only once its body is read
-            if line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
-            elif not line and data:  # a blank line ends an event; event:, id: and comments carry nothing here
-                chunk = event()
-                if chunk is None:
-                    done = True
-                else:
-                    yield chunk
-        if data and not done and (chunk := event()) is not None:  # a last event without its blank line
-            yield chunk
-    finally:
-        await response.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIter
     coalesce deltas by itself. Cancelling the consumer cancels the reader too.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue()
+    finished = asyncio.Event()
 
     async def pump() -> None:
         try:
@@ -40,14 +42,17 @@ async def batches(events: AsyncIterator[Any], frame_s: float = 0.0) -> AsyncIter
         except Exception as exc:  # handed over to the consumer, which re-raises it
             queue.put_nowait(exc)
         queue.put_nowait(_END)
+        finished.set()
 
     task = asyncio.create_task(pump())
     sent = False
     try:
         while True:
             batch = [await queue.get()]
-            if sent and frame_s > 0 and batch[0] is not _END:
-                await asyncio.sleep(frame_s)  # gather what else arrives within this frame
+            if sent and frame_s > 0 and batch[0] is not _END and not finished.is_set():
+                # Gather what else arrives within this frame; the stream's end does not wait for it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), frame_s)
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ended = batch[-1] is _END

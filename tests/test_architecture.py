@@ -80,6 +80,7 @@ LAYERS = {
     "pricing": 2,
     "storage": 2,
     "client": 3,
+    "sse": 3,
     "cassette": 2,
     "attachments": 3,
     "tools": 3,

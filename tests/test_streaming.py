@@ -25,12 +25,11 @@ async def _collect(events, frame_s: float) -> list[tuple[float, list[int]]]:
 
 
 def test_events_within_a_frame_arrive_as_one_redraw_and_the_first_is_not_held_back() -> None:
-    # Ten events 5 ms apart: with a 100 ms frame, the first goes out alone at once, the rest together.
-    out = asyncio.run(_collect(_timed_events([0.0] + [0.005] * 9), frame_s=0.1))
-    assert [b for _, b in out][0] == [0]
+    # Ten events 5 ms apart, and one more later: with a 100 ms frame, the first goes out alone at once,
+    # the next nine together a frame after the second, the last when the stream ends.
+    out = asyncio.run(_collect(_timed_events([0.0] + [0.005] * 9 + [0.3]), frame_s=0.1))
+    assert [b for _, b in out] == [[0], list(range(1, 10)), [10]]  # nothing lost, nothing reordered
     assert out[0][0] < 0.05
-    assert sum((b for _, b in out), []) == list(range(10))  # nothing lost, nothing reordered
-    assert len(out) == 2
     assert out[1][0] >= 0.1  # the second redraw waited for its frame
 
 
@@ -106,3 +105,11 @@ def test_a_batch_before_a_failure_is_not_called_the_last() -> None:
 
     seen = asyncio.run(run())
     assert seen and not any(seen)  # the events before the failure were delivered, none as the last
+
+
+def test_the_end_of_the_stream_does_not_wait_for_the_frame() -> None:
+    # The last events arrive, then the stream ends 10 ms later: with a 200 ms frame, the last redraw
+    # goes out when the stream ends, not a whole frame after its first event.
+    out = asyncio.run(_collect(_timed_events([0.0, 0.05, 0.01]), frame_s=0.2))
+    assert [(b, b.last) for _, b in out] == [([0], False), ([1, 2], True)]
+    assert out[1][0] < 0.15
