@@ -35,9 +35,7 @@ class Approvals:
         """/approve for scripts: ``answer`` yes (run the call) or no (deny it) for the call ``call_id`` awaiting
         approval; the turn goes on in this event. Outputs as /chat's, without the box: (chat, tools panel,
         route panel, context meter, session); a refusal is an error naming the problem."""
-        stored = session if isinstance(session, Session) else None
-        session = stored or Session()
-        keep = gr.skip() if stored is not None else session  # as in /chat: the stored session is this one
+        session, keep = script_session(session)
         try:
             async for live in self._resume(session, call_id, answer, None, request, profile):
                 yield (*self.script_panels(session, "all", live), keep)
@@ -96,6 +94,17 @@ class Approvals:
         """The Approve / Deny row: shown, with what awaits, only while a call awaits approval."""
         pending = session.pending_call if isinstance(session, Session) else None
         return gr.Row(visible=bool(pending)), render.approval_prompt(pending)
+
+
+def script_session(value: Any) -> tuple[Session, Any]:
+    """The session a script's streaming event works on, and what its redraws give the State output.
+
+    Gradio recomputes a State's config whenever it is given a value, and the stored session is this very
+    object, changed in place: redraws skip it. Only a session made here is handed over from the first one."""
+    if isinstance(value, Session):
+        return value, gr.skip()
+    session = Session()
+    return session, session
 
 
 def follow(live_turn: LiveTurn, batch: list[Any]) -> None:

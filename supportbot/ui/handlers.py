@@ -32,7 +32,7 @@ from supportbot.session import Session
 from supportbot.streaming import FRAME_S, batches
 from supportbot.ui import agent_view, links, render, usage_view
 from supportbot.ui.agent_view import LATEST
-from supportbot.ui.approvals import Approvals, follow
+from supportbot.ui.approvals import Approvals, follow, script_session
 from supportbot.ui.conversations import BUSY_NOTE, Conversations, composer, path_of
 from supportbot.ui.inert import plain_json
 from supportbot.ui.render import STEP_MODES, LiveTurn
@@ -193,16 +193,12 @@ class Playground(Conversations, Approvals):
         """/chat for scripts: run one turn and stream it; bad input is an error naming the problem.
 
         Outputs, as before: (chat, tools panel, route panel, context meter, box, session)."""
-        stored = session if isinstance(session, Session) else None
-        session = stored or Session()
+        session, keep = script_session(session)  # the State: see script_session
         text, files = parse_message(message)
         live_turn = LiveTurn(session.turn + 1)
         # The components get values, never gr.skip(): Gradio builds a whole component (and its API schema)
         # for each skipped one, while an unchanged value costs a comparison and nothing on the wire. The box
-        # is not on any page (scripts call /chat), so its None clears nothing. The state is the other way
-        # round: Gradio recomputes a State's config whenever it is given a value, and the stored session
-        # is this very object, changed in place; only a session made here is handed over at once.
-        keep = gr.skip() if stored is not None else session
+        # is not on any page (scripts call /chat), so its None clears nothing.
         try:
             events = self._events(session, text, files, model_id, tmode, progress, request, profile, simulate)
             async for batch in batches(events, FRAME_S):
