@@ -121,13 +121,21 @@ def store(database: Database, today: date) -> Iterator[Store]:
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
-def launch_app(data_dir: Path, services=None, worker_services=None, **overrides):
+def launch_app(data_dir: Path, services=None, worker_services=None, stream_delay_s: float | None = None, **overrides):
     """Build and launch the playground on a free loopback port; returns (demo, url).
 
-    ``services``, a function of the settings, makes the app's Services (e.g. with a slow engine);
+    ``services``, a function of the settings, makes the app's Services; ``stream_delay_s`` is the
+    common case, an offline engine that streams that slowly (so a turn can be interrupted);
     ``worker_services``, a module-level function, makes each turn worker's (with ``turn_workers``)."""
     from supportbot.config import Settings
     from supportbot.ui.app import build_app, launch_options, queue_options
+
+    if stream_delay_s is not None:
+        from supportbot.engine import OfflineEngine
+        from supportbot.services import Services
+
+        def services(settings):
+            return Services.create(settings, OfflineEngine(stream_delay_s=stream_delay_s))
 
     settings = Settings.load({"data_dir": data_dir, "engine": "offline", **overrides}, environ={}, dotenv_path=None)
     demo = build_app(settings, services(settings) if services else None, worker_services=worker_services)

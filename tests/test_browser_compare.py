@@ -10,9 +10,6 @@ from conftest import launch_app
 from test_browser import browser  # noqa: F401 - fixture
 from test_browser_playground import open_page, shot
 
-from supportbot.engine import OfflineEngine
-from supportbot.services import Services
-
 pytestmark = pytest.mark.browser
 
 ORDER = "Where is my order #48291? It was supposed to arrive yesterday."
@@ -22,10 +19,7 @@ STREAM_DELAY_S = 0.1
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    demo, url = launch_app(
-        tmp_path_factory.mktemp("compare-browser"),
-        services=lambda settings: Services.create(settings, OfflineEngine(stream_delay_s=STREAM_DELAY_S)),
-    )
+    demo, url = launch_app(tmp_path_factory.mktemp("compare-browser"), stream_delay_s=STREAM_DELAY_S)
     yield url
     demo.close()
 

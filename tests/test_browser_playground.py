@@ -12,8 +12,6 @@ import pytest
 from conftest import launch_app
 from test_browser import ARTIFACTS, MIN_PNG_BYTES, TURN_TIMEOUT_MS, VIEWPORT, browser  # noqa: F401 - fixture
 
-from supportbot.engine import OfflineEngine
-from supportbot.services import Services
 from supportbot.ui.handlers import EXAMPLES
 
 pytestmark = pytest.mark.browser
@@ -27,10 +25,7 @@ STREAM_DELAY_S = 0.12
 @pytest.fixture(scope="module")
 def slow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A playground whose offline engine streams slowly, so a turn can be interrupted."""
-    demo, url = launch_app(
-        tmp_path_factory.mktemp("slow-app"),
-        services=lambda settings: Services.create(settings, OfflineEngine(stream_delay_s=STREAM_DELAY_S)),
-    )
+    demo, url = launch_app(tmp_path_factory.mktemp("slow-app"), stream_delay_s=STREAM_DELAY_S)
     yield url
     demo.close()
 

@@ -160,11 +160,7 @@ def test_a_call_that_needs_approval_is_denied_on_both_sides(tmp_path: Path) -> N
 
 
 def test_one_comparison_at_a_time_per_session(tmp_path: Path) -> None:
-    from supportbot.engine import OfflineEngine
-    from supportbot.services import Services
-
-    slow = lambda settings: Services.create(settings, OfflineEngine(stream_delay_s=0.05))  # noqa: E731
-    demo, url = launch_app(tmp_path, slow)
+    demo, url = launch_app(tmp_path, stream_delay_s=0.05)
     try:
         c = Client(url, verbose=False)
         first = c.submit(ORDER, "auto", CHOSEN, api_name="/compare")
